@@ -1,0 +1,1 @@
+"""ClickHouse landing for cdrflow (runs as its own process, never inside Faust)."""
