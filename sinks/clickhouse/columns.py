@@ -1,0 +1,155 @@
+"""Decoded Avro records → columnar lists for a ClickHouse insert.
+
+One table spec per table is the single source of the column names: the DDL renders the kinds
+into server-specific types (ddl.py) and ``to_columns`` fills the same names, so the insert and
+the table cannot drift apart.
+
+Kinds (rendered per server version in ddl.py):
+  str, lc_str (low-cardinality string), nstr (nullable string), bytes (raw String),
+  i32, i64, ni64 (nullable Int64), u64, bool (UInt8), time (timestamp from epoch millis),
+  money (Decimal(18,6) from an integer micro-units field), strs (Array(String)).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, Callable
+
+UTC = timezone.utc
+# Decimal(18,6) holds at most 18 digits, i.e. |micros| < 10**18; beyond that the insert would
+# overflow, so fail loudly here rather than land a wrong amount.
+MONEY_LIMIT_MICROS = 10**18
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str
+    source: str  # Avro field it is read from
+
+
+def _c(name: str, kind: str, source: str | None = None) -> Column:
+    return Column(name, kind, source or name)
+
+
+TABLES: dict[str, tuple[Column, ...]] = {
+    "cdr_rated": (
+        _c("cdr_key", "str"), _c("account", "str"), _c("service_user", "str"), _c("period", "lc_str"),
+        _c("switch_id", "lc_str"), _c("call_id", "str"), _c("leg", "lc_str"), _c("correlation_id", "str"),
+        _c("direction", "lc_str"), _c("caller_e164", "str"), _c("presented_cli", "str"),
+        _c("called_e164", "str"), _c("called_type", "lc_str"), _c("trunk", "lc_str"),
+        _c("destination", "lc_str"), _c("prefix", "str"),
+        _c("start_time", "time", "start_ms"), _c("end_time", "time", "end_ms"),
+        _c("duration_s", "i32"), _c("billsec_s", "i32"), _c("answered", "bool"),
+        _c("disposition", "lc_str"), _c("service", "lc_str"), _c("charged_s", "i32"),
+        _c("rate_micros", "i64"), _c("rate", "money", "rate_micros"), _c("rate_unit_s", "i32"),
+        _c("connect_fee_micros", "i64"), _c("connect_fee", "money", "connect_fee_micros"),
+        _c("cost_nanos", "i64"), _c("cost_micros", "i64"), _c("cost", "money", "cost_micros"),
+        _c("tariff_plan", "lc_str"), _c("tariff_version", "lc_str"), _c("rating_version", "u64"),
+        _c("rated_at_ms", "i64"), _c("ingest_ms", "i64"),
+        _c("source_partition", "i32"), _c("source_offset", "i64"),
+    ),
+    "cdr_rejected": (
+        _c("reject_id", "str"), _c("reason", "lc_str"), _c("detail", "str"), _c("stage", "lc_str"),
+        _c("source_topic", "lc_str"), _c("source_partition", "i32"), _c("source_offset", "i64"),
+        _c("source_index", "i32"), _c("raw", "bytes"), _c("cdr_key", "nstr"), _c("account", "nstr"),
+        _c("rejected_at", "time", "rejected_at_ms"),
+    ),
+    "barring_events": (
+        _c("event_id", "str"), _c("account", "str"), _c("seq", "i64"), _c("period", "lc_str"),
+        _c("old_profile", "lc_str"), _c("new_profile", "lc_str"), _c("spend_micros", "i64"),
+        _c("credit_micros", "i64"), _c("soft_limit_micros", "i64"), _c("reason", "lc_str"),
+        _c("cause_cdr_key", "nstr"), _c("at_time", "time", "at_ms"), _c("cause_ingest_ms", "ni64"),
+        _c("max_rate_micros_per_min", "i64"), _c("allowed_destinations", "strs"),
+        _c("correction", "bool"),
+    ),
+    "account_state_history": (
+        _c("account", "str"), _c("period", "lc_str"), _c("profile", "lc_str"), _c("spend_micros", "i64"),
+        _c("credit_micros", "i64"), _c("soft_limit_micros", "i64"), _c("seq", "i64"),
+        _c("updated_time", "time", "updated_ms"), _c("max_rate_micros_per_min", "i64"),
+        _c("allowed_destinations", "strs"),
+    ),
+}
+
+
+def column_names(table: str) -> list[str]:
+    return [c.name for c in TABLES[table]]
+
+
+def micros_to_decimal(micros: int) -> Decimal:
+    """Exact: an integer scaled by 10**-6, never through float."""
+    if isinstance(micros, bool) or not isinstance(micros, int):
+        raise TypeError(f"money must be integer micro-units, got {type(micros).__name__}")
+    if abs(micros) >= MONEY_LIMIT_MICROS:
+        raise ValueError(f"{micros} micro-units does not fit Decimal(18,6)")
+    return Decimal(micros).scaleb(-6)
+
+
+def to_time(value: Any) -> datetime:
+    """fastavro gives timestamp-millis as an aware datetime; plain longs are epoch millis."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"time must be epoch millis or datetime, got {type(value).__name__}")
+    # Integer arithmetic keeps the millisecond exact (fromtimestamp(ms / 1000) can be off by 1 µs).
+    seconds, millis = divmod(value, 1000)
+    return datetime.fromtimestamp(seconds, UTC).replace(microsecond=millis * 1000)
+
+
+def _int(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise TypeError(f"expected an integer, got {type(v).__name__}")
+    return v
+
+
+def _str(v: Any) -> str:
+    if not isinstance(v, str):
+        raise TypeError(f"expected a string, got {type(v).__name__}")
+    return v
+
+
+def _nstr(v: Any) -> str | None:
+    return None if v is None else _str(v)
+
+
+def _bytes(v: Any) -> bytes:
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return bytes(v)
+    raise TypeError(f"expected bytes, got {type(v).__name__}")
+
+
+def _nint(v: Any) -> int | None:
+    return None if v is None else _int(v)
+
+
+def _u64(v: Any) -> int:
+    v = _int(v)
+    if v < 0:
+        raise ValueError(f"{v} is negative; ReplacingMergeTree versions are unsigned")
+    return v
+
+
+CONVERT: dict[str, Callable[[Any], Any]] = {
+    "str": _str, "lc_str": _str, "nstr": _nstr, "bytes": _bytes,
+    "i32": _int, "i64": _int, "ni64": _nint, "u64": _u64,
+    "bool": lambda v: 1 if v else 0,
+    "time": to_time, "money": micros_to_decimal,
+    "strs": lambda v: [_str(s) for s in v],
+}
+
+
+def to_columns(table: str, records: list[dict]) -> tuple[list[str], list[list]]:
+    """Columnar lists in ``column_names(table)`` order. Raises KeyError/TypeError/ValueError
+    naming the field on a record that does not fit (workers wrote these, so that is a bug)."""
+    spec = TABLES[table]
+    names = [c.name for c in spec]
+    columns: list[list] = []
+    for col in spec:
+        conv = CONVERT[col.kind]
+        src = col.source
+        try:
+            columns.append([conv(r[src]) for r in records])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise type(exc)(f"{table}.{col.name} (from {src!r}): {exc}") from None
+    return names, columns

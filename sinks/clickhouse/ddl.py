@@ -1,0 +1,213 @@
+"""ClickHouse DDL for cdrflow, gated on the server version, and versioned migrations.
+
+The builders are pure functions returning SQL strings (tests/unit/test_ddl_strings.py checks
+them as strings); only ``migrate``, ``landed_counts`` and ``money_total_micros`` touch a backend.
+
+Two servers matter: chdb 4.4 (ClickHouse 26.9) locally and Debian clickhouse-server 18.16 in
+the native-protocol tests. 18.16 lacks DateTime64, the non-replicated dedup window and insert
+dedup tokens, and only has LowCardinality behind ``allow_experimental_low_cardinality_type``.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Callable
+
+from sinks.clickhouse.columns import TABLES
+
+if TYPE_CHECKING:
+    from sinks.clickhouse.backend import Backend
+
+log = logging.getLogger(__name__)
+
+Version = tuple[int, int, int]
+
+# Feature gates. Each is the first release that has the feature as a stable, default-on thing.
+LOW_CARDINALITY_STABLE = (19, 0, 0)
+DATETIME64 = (20, 1, 0)
+NON_REPLICATED_DEDUP_WINDOW = (20, 10, 0)
+INSERT_DEDUP_TOKEN = (22, 2, 0)
+
+# Enough blocks to cover every batch a crashed sink could retry, and then some.
+DEDUP_WINDOW_BLOCKS = 10_000
+
+
+def supports_dedup_token(version: Version) -> bool:
+    return tuple(version) >= INSERT_DEDUP_TOKEN
+
+
+def session_settings(version: Version) -> dict:
+    """Settings a connection needs for this DDL to be accepted and its tables to be written."""
+    if tuple(version) < LOW_CARDINALITY_STABLE:
+        # 18.x ships LowCardinality as experimental; with the flag it works for create and insert.
+        return {"allow_experimental_low_cardinality_type": 1}
+    return {}
+
+
+def insert_settings(version: Version, token: str | None = None) -> dict:
+    """Per-insert settings: synchronous inserts, and the dedup token where the server has one."""
+    settings: dict = {}
+    if tuple(version) >= (20, 0, 0):
+        # chdb defaults async_insert to 1: a batch must be durable before its offsets commit.
+        settings["async_insert"] = 0
+    if token and supports_dedup_token(version):
+        settings["insert_deduplication_token"] = token
+    return settings
+
+
+def column_type(kind: str, version: Version) -> str:
+    v = tuple(version)
+    time = "DateTime64(3, 'UTC')" if v >= DATETIME64 else "DateTime('UTC')"
+    return {
+        "str": "String",
+        # Always LowCardinality; on 18.x session_settings() turns on the experimental flag.
+        "lc_str": "LowCardinality(String)",
+        "nstr": "Nullable(String)",
+        "bytes": "String",
+        "i32": "Int32",
+        "i64": "Int64",
+        "ni64": "Nullable(Int64)",
+        "u64": "UInt64",
+        "bool": "UInt8",
+        "time": time,
+        "money": "Decimal(18, 6)",
+        "strs": "Array(String)",
+    }[kind]
+
+
+def q(name: str) -> str:
+    """Backquoted identifier (database or table)."""
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+def table_ref(database: str, table: str) -> str:
+    return f"{q(database)}.{q(table)}"
+
+
+def _columns_sql(table: str, version: Version) -> str:
+    return ",\n    ".join(f"{c.name} {column_type(c.kind, version)}" for c in TABLES[table])
+
+
+def _settings_sql(version: Version) -> str:
+    parts = ["index_granularity = 8192"]
+    if tuple(version) >= NON_REPLICATED_DEDUP_WINDOW:
+        # Without a window a plain MergeTree ignores insert_deduplication_token, and a retried
+        # batch would land twice until a merge collapses it.
+        parts.append(f"non_replicated_deduplication_window = {DEDUP_WINDOW_BLOCKS}")
+    return "SETTINGS " + ", ".join(parts)
+
+
+def create_database(database: str) -> str:
+    return f"CREATE DATABASE IF NOT EXISTS {q(database)}"
+
+
+def create_schema_migrations(database: str) -> str:
+    # ReplacingMergeTree: two sinks migrating at once may both record a version; it collapses.
+    return (f"CREATE TABLE IF NOT EXISTS {table_ref(database, 'schema_migrations')} (\n"
+            "    version UInt32,\n    name String,\n    applied_at DateTime('UTC'),\n    server_version String\n"
+            ") ENGINE = ReplacingMergeTree\nORDER BY version")
+
+
+def create_cdr_rated(database: str, version: Version) -> str:
+    # ORDER BY (account, start_time, cdr_key): an itemised bill reads one account's calls in time
+    # order, so that prefix makes it a range scan; cdr_key last makes the sorting key unique per
+    # CDR, which is what lets ReplacingMergeTree collapse replays and keep the highest
+    # rating_version. start_time is part of the CDR (never wall clock), so a replay lands in the
+    # same monthly partition and collapses there (RMT never merges across partitions).
+    return (f"CREATE TABLE IF NOT EXISTS {table_ref(database, 'cdr_rated')} (\n"
+            f"    {_columns_sql('cdr_rated', version)}\n"
+            ") ENGINE = ReplacingMergeTree(rating_version)\n"
+            "PARTITION BY toYYYYMM(start_time)\n"
+            "ORDER BY (account, start_time, cdr_key)\n"
+            f"{_settings_sql(version)}")
+
+
+def create_cdr_rejected(database: str, version: Version) -> str:
+    # No time partition: rejected_at is wall clock at the worker, so a redelivered reject could
+    # fall into another partition and never collapse. reject_id alone identifies it.
+    return (f"CREATE TABLE IF NOT EXISTS {table_ref(database, 'cdr_rejected')} (\n"
+            f"    {_columns_sql('cdr_rejected', version)}\n"
+            ") ENGINE = ReplacingMergeTree\n"
+            "ORDER BY reject_id\n"
+            f"{_settings_sql(version)}")
+
+
+def create_barring_events(database: str, version: Version) -> str:
+    # (account, seq) is the transition's identity (event_id = account:period:seq is stable across
+    # replays) and also the order in which a controller's history is read.
+    return (f"CREATE TABLE IF NOT EXISTS {table_ref(database, 'barring_events')} (\n"
+            f"    {_columns_sql('barring_events', version)}\n"
+            ") ENGINE = ReplacingMergeTree\n"
+            "ORDER BY (account, seq)\n"
+            f"{_settings_sql(version)}")
+
+
+def create_account_state_history(database: str, version: Version) -> str:
+    # Every state snapshot of an account, keyed like the barring history so replays collapse.
+    return (f"CREATE TABLE IF NOT EXISTS {table_ref(database, 'account_state_history')} (\n"
+            f"    {_columns_sql('account_state_history', version)}\n"
+            ") ENGINE = ReplacingMergeTree\n"
+            "ORDER BY (account, seq)\n"
+            f"{_settings_sql(version)}")
+
+
+# Append only; never renumber or edit an applied migration — add a new one instead.
+MIGRATIONS: list[tuple[int, str, Callable[[str, Version], list[str]]]] = [
+    (1, "cdr_rated", lambda db, v: [create_cdr_rated(db, v)]),
+    (2, "cdr_rejected", lambda db, v: [create_cdr_rejected(db, v)]),
+    (3, "barring_events", lambda db, v: [create_barring_events(db, v)]),
+    (4, "account_state_history", lambda db, v: [create_account_state_history(db, v)]),
+]
+
+LANDING_TABLES = ("cdr_rated", "cdr_rejected", "barring_events", "account_state_history")
+
+
+def applied_versions_sql(database: str) -> str:
+    return f"SELECT DISTINCT version FROM {table_ref(database, 'schema_migrations')} ORDER BY version"
+
+
+def migrate(backend: "Backend", database: str | None = None) -> list[int]:
+    """Apply the migrations not yet recorded; return the versions applied now (empty on a re-run).
+
+    Each statement is CREATE ... IF NOT EXISTS, so a crash between a CREATE and its record
+    is repaired by simply running migrate again.
+    """
+    db = database or backend.database
+    version = backend.version()
+    backend.execute(create_database(db))
+    backend.execute(create_schema_migrations(db))
+    done = {int(row[0]) for row in backend.query(applied_versions_sql(db))}
+    applied: list[int] = []
+    for number, name, build in MIGRATIONS:
+        if number in done:
+            continue
+        for sql in build(db, version):
+            backend.execute(sql)
+        # Columnar insert, never VALUES literals: 18.16 hangs on a data-less INSERT ... VALUES.
+        backend.insert_columns(
+            f"{db}.schema_migrations", ["version", "name", "applied_at", "server_version"],
+            [[number], [name], [datetime.now(timezone.utc).replace(microsecond=0)],
+             [".".join(map(str, version))]])
+        log.info("event=migration_applied database=%s version=%d name=%s", db, number, name)
+        applied.append(number)
+    return applied
+
+
+def landed_counts_sql(database: str) -> dict[str, str]:
+    """Distinct rows per table. FINAL collapses replays that no merge has reached yet."""
+    return {t: f"SELECT count() FROM {table_ref(database, t)} FINAL" for t in LANDING_TABLES}
+
+
+def money_total_sql(database: str) -> str:
+    # FINAL keeps one row per sorting key, the one with the highest rating_version.
+    return f"SELECT toInt64(sum(cost_micros)) FROM {table_ref(database, 'cdr_rated')} FINAL"
+
+
+def landed_counts(backend: "Backend", database: str | None = None) -> dict[str, int]:
+    db = database or backend.database
+    return {t: int(backend.query(sql)[0][0]) for t, sql in landed_counts_sql(db).items()}
+
+
+def money_total_micros(backend: "Backend", database: str | None = None) -> int:
+    rows = backend.query(money_total_sql(database or backend.database))
+    return int(rows[0][0] or 0)

@@ -1,0 +1,382 @@
+"""ClickHouse landing: consume the output topics, insert in batches, then commit offsets.
+
+Flush order (after OpenMeter's sink): flush on count or time → dedupe within the batch by key →
+columnar insert per table (dedup token where the server has one) → synchronous offset commit.
+Offsets are committed only after every table of the batch landed, so a crash anywhere replays
+the batch; the ReplacingMergeTree keys (and the tokens) make that replay land once.
+
+Runs as its own process (``python -m sinks``), never inside Faust: clickhouse-driver and chdb
+block, and would stall Faust's event loop.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from hashlib import blake2b
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+from sinks.clickhouse import ddl
+from sinks.clickhouse.backend import Backend, open_backend
+from sinks.clickhouse.columns import to_columns
+
+log = logging.getLogger("cdrflow.sink")
+
+TOPICS = ("cdr.rated", "cdr.rejected", "account.barring", "account.state")
+GROUP = "cdrflow-sink"
+
+# Record type → table. Routing by the decoded type, not by topic, keeps a mis-published record
+# out of the wrong table.
+TABLE_OF = {
+    "cdr.v1.RatedCdr": "cdr_rated",
+    "cdr.v1.RatedBatch": "cdr_rated",
+    "cdr.v1.RejectedCdr": "cdr_rejected",
+    "account.v1.BarringEvent": "barring_events",
+    "account.v1.AccountState": "account_state_history",
+}
+
+
+# ------------------------------------------------------------------------------ pure helpers
+
+def records_of(schema_name: str, record: dict) -> list[dict]:
+    """A RatedBatch carries many RatedCdr; every other type is one record per message."""
+    if schema_name == "cdr.v1.RatedBatch":
+        return list(record["records"])
+    return [record]
+
+
+def row_key(table: str, rec: dict) -> Any:
+    if table == "cdr_rated":
+        return rec["cdr_key"]
+    if table == "cdr_rejected":
+        return rec["reject_id"]
+    return (rec["account"], rec["seq"])
+
+
+def dedupe(table: str, records: list[dict]) -> list[dict]:
+    """One row per key. For rated CDRs the highest rating_version wins (ties: the later one),
+    as the table would decide; elsewhere a replayed record is identical, so the last is kept."""
+    best: dict[Any, dict] = {}
+    for rec in records:
+        key = row_key(table, rec)
+        if table == "cdr_rated":
+            prev = best.get(key)
+            if prev is not None and prev.get("rating_version", 1) > rec.get("rating_version", 1):
+                continue
+        best[key] = rec
+    return list(best.values())
+
+
+def dedup_token(table: str, ranges: dict[tuple[str, int], tuple[int, int]], records: list[dict]) -> str:
+    """insert_deduplication_token for one table's part of a batch.
+
+    The offset ranges make a retry of the same batch reuse the token. A digest of the row keys
+    is added because the server silently drops a block whose token it has seen even when the
+    content differs — e.g. after an in-memory broker restarts and offsets are reused.
+    """
+    span = ",".join(f"{t}:{p}:{a}-{b}" for (t, p), (a, b) in sorted(ranges.items()))
+    h = blake2b(digest_size=12)
+    keys = sorted(repr((row_key(table, r), r.get("rating_version"))) for r in records)
+    for k in keys:
+        h.update(k.encode())
+        h.update(b"\x1f")
+    return f"{table}|{span}|{h.hexdigest()}"
+
+
+def commit_offsets(ranges: dict[tuple[str, int], tuple[int, int]]) -> list[tuple[str, int, int]]:
+    """Kafka commits the next offset to read, i.e. last + 1."""
+    return [(t, p, last + 1) for (t, p), (_first, last) in sorted(ranges.items())]
+
+
+def backoff_s(attempt: int, base: float = 0.5, cap: float = 30.0) -> float:
+    return min(cap, base * (2 ** min(attempt, 16)))
+
+
+@dataclass
+class Batch:
+    """Rows waiting to land plus the offsets they came from."""
+
+    rows: dict[str, list[dict]] = field(default_factory=dict)
+    ranges: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
+    count: int = 0
+    started: float = 0.0
+    landed_tables: set[str] = field(default_factory=set)
+
+    def note_offset(self, topic: str, partition: int, offset: int, now: float) -> None:
+        if not self.ranges:
+            self.started = now
+        first, last = self.ranges.get((topic, partition), (offset, offset))
+        self.ranges[(topic, partition)] = (min(first, offset), max(last, offset))
+
+    def add(self, table: str, records: list[dict]) -> None:
+        self.rows.setdefault(table, []).extend(records)
+        self.count += len(records)
+
+    def due(self, now: float, max_rows: int, max_age_s: float) -> bool:
+        return bool(self.ranges) and (self.count >= max_rows or now - self.started >= max_age_s)
+
+    def table_ranges(self, table: str) -> dict[tuple[str, int], tuple[int, int]]:
+        topics = {t for t, tbl in DEFAULT_TOPIC_TABLE.items() if tbl == table}
+        return {k: v for k, v in self.ranges.items() if k[0] in topics} or dict(self.ranges)
+
+
+DEFAULT_TOPIC_TABLE = {"cdr.rated": "cdr_rated", "cdr.rejected": "cdr_rejected",
+                       "account.barring": "barring_events", "account.state": "account_state_history"}
+
+
+# ----------------------------------------------------------------------------------- metrics
+
+class Metrics:
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter
+
+        # A private registry: several sinks in one test process must not collide.
+        self.registry = CollectorRegistry()
+        self.rows = Counter("cdrflow_sink_rows_inserted", "Rows inserted into ClickHouse", ["table"],
+                            registry=self.registry)
+        self.batches = Counter("cdrflow_sink_batches", "Batches landed and committed", registry=self.registry)
+        self.retries = Counter("cdrflow_sink_retries", "Failed insert attempts retried", registry=self.registry)
+        self.undecodable = Counter("cdrflow_sink_undecodable", "Messages that did not decode",
+                                   registry=self.registry)
+        self.n_batches = self.n_rows = self.n_retries = self.n_undecodable = 0
+
+
+# -------------------------------------------------------------------------------------- sink
+
+class Sink:
+    def __init__(self, consumer, backend: Backend, *, max_rows: int = 20_000, max_age_s: float = 0.5,
+                 decode: Callable[[bytes], tuple[str, dict]] | None = None) -> None:
+        if decode is None:
+            from streams.codecs import decode as decode
+        self.consumer = consumer
+        self.backend = backend
+        self.decode = decode
+        self.max_rows = max_rows
+        self.max_age_s = max_age_s
+        self.batch = Batch()
+        self.metrics = Metrics()
+        self.stopping = threading.Event()
+        self.version = backend.version()
+
+    # Step 0: gather. Every message's offset is noted, even one that does not decode, so the
+    # commit moves past it instead of re-reading it forever.
+    def add_message(self, msg) -> None:
+        now = time.monotonic()
+        self.batch.note_offset(msg.topic(), msg.partition(), msg.offset(), now)
+        value = msg.value()
+        if value is None:
+            return  # a tombstone on a compacted topic: nothing to land
+        try:
+            name, record = self.decode(value)
+            table = TABLE_OF[name]
+            self.batch.add(table, records_of(name, record))
+        except Exception as exc:
+            # The workers wrote these topics, so this is not a CDR to reject: log and count it.
+            self.metrics.undecodable.inc()
+            self.metrics.n_undecodable += 1
+            log.error("event=undecodable topic=%s partition=%d offset=%d error=%r",
+                      msg.topic(), msg.partition(), msg.offset(), exc)
+
+    def insert_batch(self) -> int:
+        """Insert every table of the batch not landed yet; raises if ClickHouse fails."""
+        inserted = 0
+        for table, records in sorted(self.batch.rows.items()):
+            if table in self.batch.landed_tables or not records:
+                continue
+            # Dedupe within the batch: fewer rows to send, and a batch never fights itself in FINAL.
+            rows = dedupe(table, records)
+            names, cols = to_columns(table, rows)
+            # Token from offsets + keys: a retry of this exact batch is dropped by the server.
+            token = dedup_token(table, self.batch.table_ranges(table), rows)
+            self.backend.insert_columns(f"{self.backend.database}.{table}", names, cols,
+                                        settings=ddl.insert_settings(self.version, token))
+            # Remember success per table, so a retry after a later table failed re-sends only that.
+            self.batch.landed_tables.add(table)
+            self.metrics.rows.labels(table).inc(len(rows))
+            self.metrics.n_rows += len(rows)
+            inserted += len(rows)
+        return inserted
+
+    def commit(self) -> None:
+        from confluent_kafka import TopicPartition
+
+        offsets = [TopicPartition(t, p, o) for t, p, o in commit_offsets(self.batch.ranges)]
+        # Synchronous: the next batch must not start until Kafka knows these rows are safe.
+        self.consumer.commit(offsets=offsets, asynchronous=False)
+
+    def flush(self, give_up_after_s: float | None = None) -> bool:
+        """Land and commit the pending batch, retrying with backoff. False if it gave up."""
+        if not self.batch.ranges:
+            return True
+        attempt = 0
+        deadline = None if give_up_after_s is None else time.monotonic() + give_up_after_s
+        paused = []
+        try:
+            while True:
+                try:
+                    n = self.insert_batch()
+                    break
+                except Exception as exc:
+                    self.metrics.retries.inc()
+                    self.metrics.n_retries += 1
+                    delay = backoff_s(attempt)
+                    attempt += 1
+                    log.warning("event=insert_failed attempt=%d retry_in_s=%.1f error=%r", attempt, delay, exc)
+                    if deadline is not None and time.monotonic() + delay > deadline:
+                        return False
+                    if not paused:
+                        # Bounded memory: stop fetching while the batch is stuck, but keep polling
+                        # so the group does not evict us for exceeding max.poll.interval.ms.
+                        paused = list(self.consumer.assignment())
+                        self.consumer.pause(paused)
+                    self._wait(delay)
+            # Only now, with every row landed, may the offsets move.
+            self.commit()
+        finally:
+            if paused:
+                self.consumer.resume(paused)
+        self.metrics.batches.inc()
+        self.metrics.n_batches += 1
+        log.info("event=batch_landed rows=%d messages_ranges=%d", n, len(self.batch.ranges))
+        self.batch = Batch()
+        return True
+
+    def _wait(self, delay: float) -> None:
+        end = time.monotonic() + delay
+        while time.monotonic() < end:
+            # Partitions are paused, so this returns no records; it only services the group.
+            self.consumer.poll(min(0.5, max(0.0, end - time.monotonic())))
+
+    def on_revoke(self, consumer, partitions) -> None:
+        # Land what we hold before another member takes the partitions; if ClickHouse is down,
+        # drop the batch uncommitted: the new owner re-reads it (at-least-once, landed once).
+        if self.batch.ranges and not self.flush(give_up_after_s=10):
+            log.warning("event=batch_dropped_on_revoke rows=%d", self.batch.count)
+            self.batch = Batch()
+
+    def run(self, topics=TOPICS) -> int:
+        from confluent_kafka import KafkaError
+
+        self.consumer.subscribe(list(topics), on_revoke=self.on_revoke)
+        while not self.stopping.is_set():
+            room = self.max_rows - self.batch.count
+            if room > 0:
+                for msg in self.consumer.consume(num_messages=min(room, 5_000), timeout=0.1):
+                    err = msg.error()
+                    if err is not None:
+                        if err.code() != KafkaError._PARTITION_EOF:  # end of partition is no error
+                            log.warning("event=consumer_error error=%s", err)
+                        continue
+                    self.add_message(msg)
+            if self.batch.due(time.monotonic(), self.max_rows, self.max_age_s):
+                self.flush()
+        # SIGTERM: land and commit what we hold, then leave cleanly.
+        ok = self.flush(give_up_after_s=60)
+        if not ok:
+            log.error("event=shutdown_unflushed rows=%d (uncommitted; will be re-read)", self.batch.count)
+        return 0 if ok else 1
+
+    def status(self) -> dict:
+        return {
+            "landed": ddl.landed_counts(self.backend),
+            "money_total_micros": ddl.money_total_micros(self.backend),
+            "batches": self.metrics.n_batches,
+            "rows_inserted": self.metrics.n_rows,
+            "retries": self.metrics.n_retries,
+            "undecodable": self.metrics.n_undecodable,
+        }
+
+
+# ------------------------------------------------------------------------------- HTTP status
+
+def serve_status(sink: Sink, port: int) -> ThreadingHTTPServer:
+    from prometheus_client import exposition
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server naming)
+            if self.path.split("?")[0] == "/status":
+                try:
+                    body, code = json.dumps(sink.status()).encode(), 200
+                except Exception as exc:  # ClickHouse down: say so rather than hang up
+                    body, code = json.dumps({"error": repr(exc)}).encode(), 503
+                ctype = "application/json"
+            elif self.path.split("?")[0] == "/metrics":
+                body, code, ctype = exposition.generate_latest(sink.metrics.registry), 200, exposition.CONTENT_TYPE_LATEST
+            else:
+                body, code, ctype = b"not found\n", 404, "text/plain"
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, name="sink-status", daemon=True).start()
+    return server
+
+
+# ---------------------------------------------------------------------------------------- main
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m sinks", description="Land cdrflow topics into ClickHouse.")
+    p.add_argument("--bootstrap", default=os.environ.get("CDRFLOW_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
+                   help="Kafka bootstrap servers (env CDRFLOW_KAFKA_BOOTSTRAP)")
+    p.add_argument("--clickhouse", default=os.environ.get("CDRFLOW_CLICKHOUSE", "chdb://var/chdb"),
+                   help="clickhouse://user:pass@host:port/db, chdb://PATH or a path (env CDRFLOW_CLICKHOUSE)")
+    p.add_argument("--status-port", type=int, default=int(os.environ.get("CDRFLOW_SINK_STATUS_PORT", "0")),
+                   help="HTTP /status and /metrics on 127.0.0.1; 0 = off (env CDRFLOW_SINK_STATUS_PORT)")
+    p.add_argument("--group", default=GROUP)
+    p.add_argument("--topics", default=",".join(TOPICS))
+    p.add_argument("--batch-rows", type=int, default=20_000)
+    p.add_argument("--batch-seconds", type=float, default=0.5)
+    p.add_argument("--session-timeout-ms", type=int, default=10_000)
+    p.add_argument("--log-level", default=os.environ.get("CDRFLOW_LOG_LEVEL", "INFO"))
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from confluent_kafka import Consumer
+
+    backend = open_backend(args.clickhouse)
+    log.info("event=sink_start backend=%r bootstrap=%s", backend, args.bootstrap)
+    ddl.migrate(backend)
+    consumer = Consumer({
+        "bootstrap.servers": args.bootstrap,
+        "group.id": args.group,
+        # Offsets move only after ClickHouse has the rows (see Sink.flush).
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": args.session_timeout_ms,
+    })
+    sink = Sink(consumer, backend, max_rows=args.batch_rows, max_age_s=args.batch_seconds)
+    server = serve_status(sink, args.status_port) if args.status_port else None
+    if server:
+        log.info("event=status_listening port=%d", server.server_address[1])
+
+    def _stop(signum, _frame):
+        log.info("event=signal signum=%d", signum)
+        sink.stopping.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    rc = 1
+    try:
+        rc = sink.run([t for t in args.topics.split(",") if t])
+    finally:
+        if server:
+            server.shutdown()
+        consumer.close()
+        backend.close()
+        log.info("event=sink_stop rc=%d", rc)
+    return rc

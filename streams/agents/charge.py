@@ -1,0 +1,80 @@
+"""Agent: canonical CDRs and control commands -> rating, spend per period, barring transitions.
+
+Rating lives here rather than in its own agent because it depends on per-account state (the
+account's plan, later its volume tier), and an extra hop would double Faust's per-message cost.
+"""
+from __future__ import annotations
+
+import logging
+
+from streams import codecs, topics
+from streams.app import app, settings
+from streams.batching import acting_as, by_partition, to_msg
+from streams.core import credit
+from streams.core.charge import utc_now_ms
+from streams.metrics import COUNTS, count
+from streams.pipeline import charge_partition
+from streams.tariffs import current_book
+
+log = logging.getLogger("cdrflow.charge")
+
+charge_channel = app.topic(topics.NORMALIZED, topics.CONTROL, value_serializer="raw")
+rated_topic = app.topic(topics.RATED, partitions=settings.partitions, value_serializer="raw")
+rejected_topic = app.topic(topics.REJECTED, partitions=settings.partitions, value_serializer="raw")
+barring_topic = app.topic(topics.BARRING, partitions=settings.partitions, value_serializer="raw")
+state_topic = app.topic(topics.STATE, partitions=settings.partitions, value_serializer="raw")
+
+accounts = app.Table(topics.ACCOUNT_TABLE, default=None, partitions=settings.partitions,
+                     key_type=str, value_type=dict)
+
+
+def _rate(cdr: dict, plan: str):
+    return current_book().rate(cdr, plan=plan)
+
+
+@app.agent(charge_channel)
+async def charge(stream):
+    async for events in stream.take_events(settings.batch_max, settings.batch_within_s):
+        for part, evs in by_partition(events).items():
+            await _charge_partition(part, evs)
+
+
+async def _charge_partition(part: int, evs: list) -> None:
+    now = utc_now_ms()
+    # Arrival order keeps each topic-partition in offset order, which replay detection relies on.
+    msgs = [to_msg(e) for e in evs]
+    try:
+        res, states = charge_partition(msgs, accounts.get, _rate, now, settings.dedup_horizon_days)
+    except Exception:
+        # A bug must not stop billing for every account: log loudly, count, and move on. The
+        # input stays in Kafka, so it can be replayed once fixed.
+        log.exception("charge batch failed partition=%s offsets=%s..%s", part, msgs[0].offset, msgs[-1].offset)
+        count("charge_batch_errors")
+        return
+    # Outputs first, state last: if we crash in between, the redelivered input finds the state
+    # unchanged and simply applies again; the outputs it repeats collapse by key downstream.
+    if res.rated:
+        await rated_topic.send(value=codecs.encode_batch(codecs.RATED_BATCH, res.rated), partition=part)
+    for rej in res.rejects:
+        await rejected_topic.send(key=rej["reject_id"].encode(), value=codecs.encode(codecs.REJECTED, rej))
+    for ev in res.events:
+        await barring_topic.send(key=ev["account"].encode(), value=codecs.encode(codecs.BARRING, ev))
+    with acting_as(evs[-1]):
+        for acct in res.touched:
+            accounts[acct] = states[acct]
+    for acct in res.touched:
+        await state_topic.send(key=acct.encode(),
+                               value=codecs.encode(codecs.STATE, credit.snapshot(states[acct], now)))
+    count("rated", len(res.rated) - res.redelivered)
+    count("redelivered", res.redelivered)
+    count("duplicates", res.duplicates)
+    count("rejected_charge", len(res.rejects))
+    count("barring_events", len(res.events))
+    count("commands", res.commands)
+    for err in res.command_errors:
+        log.warning("control command refused: %s", err)
+
+
+@app.page("/cdrflow/stats")
+async def stats(web, request):
+    return web.json(dict(COUNTS))

@@ -1,0 +1,238 @@
+"""Per-account credit control: spend per period, soft/hard limits, profiles and transitions.
+
+State is a plain dict (it is stored in a Faust table as JSON), manipulated only through the
+functions here. Replays are recognised by the offset of the input message that last changed
+the account: each account lives on one partition, so offsets per source topic only grow.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from streams.core import profiles as P
+from streams.core.keys import event_id
+from streams.core.periods import KINDS, period_of
+
+# How many past periods keep their spend, so late CDRs can still be applied and corrected.
+KEEP_PERIODS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class AccountConfig:
+    account: str
+    timezone: str = "UTC"
+    period_kind: str = "monthly"
+    credit_micros: int = 0
+    soft_limit_pct: int = 80
+    tariff_plan: str = "default"
+    always_allowed: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if self.period_kind not in KINDS:
+            raise ValueError(f"period_kind must be one of {KINDS}, got {self.period_kind!r}")
+        if not 0 < self.soft_limit_pct <= 100:
+            raise ValueError("soft_limit_pct must be 1..100")
+        if self.credit_micros < 0:
+            raise ValueError("credit must not be negative")
+
+    def to_dict(self) -> dict:
+        return {"account": self.account, "timezone": self.timezone, "period_kind": self.period_kind,
+                "credit_micros": self.credit_micros, "soft_limit_pct": self.soft_limit_pct,
+                "tariff_plan": self.tariff_plan, "always_allowed": list(self.always_allowed)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AccountConfig":
+        return cls(d["account"], d["timezone"], d["period_kind"], int(d["credit_micros"]),
+                   int(d["soft_limit_pct"]), d["tariff_plan"], tuple(d.get("always_allowed") or ()))
+
+
+def soft_limit_micros(cfg: AccountConfig) -> int:
+    # Integer ceiling: the soft limit is reached only when spend really is >= pct% of credit.
+    return -((-cfg.credit_micros * cfg.soft_limit_pct) // 100)
+
+
+def new_state(cfg: AccountConfig, now_ms: int) -> dict:
+    return {"cfg": cfg.to_dict(), "period": period_of(now_ms, cfg.timezone, cfg.period_kind),
+            "spend": {}, "profile": P.NORMAL, "seq": 0, "unbarred": False, "forced": None,
+            "off": {}, "applied": 0, "dups": 0, "last_event": None, "past_profiles": {}}
+
+
+def config(state: dict) -> AccountConfig:
+    return AccountConfig.from_dict(state["cfg"])
+
+
+def computed_profile(spend: int, cfg: AccountConfig, unbarred: bool) -> str:
+    if spend >= cfg.credit_micros and not unbarred:
+        return P.BLOCKED
+    if spend >= soft_limit_micros(cfg):
+        return P.LOW_CREDIT
+    return P.NORMAL
+
+
+def effective_profile(state: dict, cfg: AccountConfig) -> str:
+    spend = state["spend"].get(state["period"], 0)
+    computed = computed_profile(spend, cfg, state["unbarred"])
+    forced = state.get("forced")
+    # A partner may restrict an account further, but a forced profile never lifts a hard block.
+    if forced and P.ORDER[forced] > P.ORDER[computed]:
+        return forced
+    return computed
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one input did to an account."""
+    applied: bool = False
+    duplicate_offset: bool = False
+    events: list[dict] = field(default_factory=list)
+
+
+def is_replay(state: dict, topic: str, offset: int) -> bool:
+    return offset <= state["off"].get(topic, -1)
+
+
+def mark_offset(state: dict, topic: str, offset: int) -> None:
+    if offset > state["off"].get(topic, -1):
+        state["off"][topic] = offset
+
+
+def _event(state: dict, cfg: AccountConfig, period: str, old: str, new: str, reason: str, at_ms: int,
+           cause_key: str | None, cause_ingest_ms: int | None, correction: bool = False,
+           profiles: dict[str, P.Profile] = P.DEFAULT_PROFILES) -> dict:
+    state["seq"] += 1
+    prof = profiles[new]
+    ev = {
+        "event_id": event_id(cfg.account, state["seq"]), "account": cfg.account, "seq": state["seq"],
+        "period": period, "old_profile": old, "new_profile": new,
+        "spend_micros": state["spend"].get(period, 0), "credit_micros": cfg.credit_micros,
+        "soft_limit_micros": soft_limit_micros(cfg), "reason": reason, "cause_cdr_key": cause_key,
+        "at_ms": at_ms, "cause_ingest_ms": cause_ingest_ms,
+        "max_rate_micros_per_min": prof.max_rate_micros_per_min,
+        "allowed_destinations": P.allowed_destinations(prof, cfg.always_allowed),
+        "correction": correction,
+    }
+    state["last_event"] = ev
+    return ev
+
+
+def _spend_reason(old: str, new: str) -> str:
+    if new == P.BLOCKED:
+        return "hard_limit"
+    if new == P.LOW_CREDIT and old == P.NORMAL:
+        return "soft_limit"
+    return "spend_changed"
+
+
+def roll_period(state: dict, period: str, at_ms: int, cause_key: str | None = None,
+                cause_ingest_ms: int | None = None) -> list[dict]:
+    """Move the account into a newer period: spend restarts, the profile resets to normal."""
+    cfg = config(state)
+    if period <= state["period"]:
+        return []
+    old = effective_profile(state, cfg)
+    state["period"] = period
+    state["unbarred"] = False
+    state["forced"] = None
+    for p in sorted(state["spend"])[:-KEEP_PERIODS]:
+        del state["spend"][p]
+    new = effective_profile(state, cfg)
+    if new != old:
+        return [_event(state, cfg, period, old, new, "period_reset", at_ms, cause_key, cause_ingest_ms)]
+    return []
+
+
+def apply_charge(state: dict, period: str, cost_micros: int, at_ms: int, cause_key: str,
+                 cause_ingest_ms: int | None = None) -> list[dict]:
+    """Add one rated CDR's cost to its period. Returns the transitions it caused."""
+    cfg = config(state)
+    events = roll_period(state, period, at_ms, cause_key, cause_ingest_ms)
+    state["applied"] += 1
+    if period < state["period"]:
+        return events + _apply_late(state, cfg, period, cost_micros, at_ms, cause_key, cause_ingest_ms)
+    old = effective_profile(state, cfg)
+    state["spend"][period] = state["spend"].get(period, 0) + cost_micros
+    new = effective_profile(state, cfg)
+    if new != old:
+        events.append(_event(state, cfg, period, old, new, _spend_reason(old, new), at_ms, cause_key,
+                             cause_ingest_ms))
+        state["profile"] = new
+    return events
+
+
+def _apply_late(state, cfg, period, cost, at_ms, cause_key, cause_ingest_ms) -> list[dict]:
+    """A late CDR belongs to its own (past) period. If it pushes that period over a limit the
+    current profile is unaffected, but a correction event says so: never a silent change."""
+    before = state["spend"].get(period, 0)
+    after = before + cost
+    state["spend"][period] = after
+    old = computed_profile(before, cfg, False)
+    new = computed_profile(after, cfg, False)
+    if new != old:
+        return [_event(state, cfg, period, old, new, "late_correction", at_ms, cause_key, cause_ingest_ms,
+                       correction=True)]
+    return []
+
+
+def apply_command(state: dict | None, cmd: dict, now_ms: int) -> tuple[dict, list[dict]]:
+    """Apply a control command (provision, credit changes, unbar, set_profile)."""
+    action = cmd["action"]
+    if action == "provision":
+        cfg = AccountConfig(
+            account=cmd["account"], timezone=cmd.get("timezone") or "UTC",
+            period_kind=cmd.get("period_kind") or "monthly", credit_micros=int(cmd.get("credit_micros") or 0),
+            soft_limit_pct=int(cmd.get("soft_limit_pct") or 80), tariff_plan=cmd.get("tariff_plan") or "default",
+            always_allowed=tuple(cmd.get("always_allowed") or ()))
+        if state is None:
+            return new_state(cfg, now_ms), []
+        return _reconfigure(state, cfg, "credit_changed", now_ms)
+    if state is None:
+        raise KeyError(f"account {cmd['account']!r} is not provisioned")
+    cfg = config(state)
+    if action in ("set_credit", "raise_credit", "lower_credit"):
+        amount = int(cmd["credit_micros"])
+        credit = {"set_credit": amount, "raise_credit": cfg.credit_micros + amount,
+                  "lower_credit": max(0, cfg.credit_micros - amount)}[action]
+        new_cfg = AccountConfig(**{**cfg.to_dict(), "credit_micros": credit,
+                                   "always_allowed": cfg.always_allowed})
+        return _reconfigure(state, new_cfg, "credit_changed", now_ms)
+    if action == "unbar":
+        old = effective_profile(state, cfg)
+        state["unbarred"] = True
+        state["forced"] = None
+        return state, _transition_if_changed(state, cfg, old, "unbar", now_ms)
+    if action == "set_profile":
+        prof = cmd.get("profile")
+        if prof not in P.ORDER:
+            raise ValueError(f"unknown profile {prof!r}; use one of {list(P.ORDER)}")
+        old = effective_profile(state, cfg)
+        state["forced"] = None if prof == P.NORMAL else prof
+        if prof == P.NORMAL:
+            state["unbarred"] = True
+        return state, _transition_if_changed(state, cfg, old, "profile_set", now_ms)
+    raise ValueError(f"unknown action {action!r}")
+
+
+def _reconfigure(state: dict, cfg: AccountConfig, reason: str, now_ms: int) -> tuple[dict, list[dict]]:
+    old = effective_profile(state, config(state))
+    state["cfg"] = cfg.to_dict()
+    # A raised credit lifts a block by itself; a manual unbar only lasts until the next limit.
+    state["unbarred"] = False
+    return state, _transition_if_changed(state, cfg, old, reason, now_ms)
+
+
+def _transition_if_changed(state: dict, cfg: AccountConfig, old: str, reason: str, now_ms: int) -> list[dict]:
+    new = effective_profile(state, cfg)
+    state["profile"] = new
+    if new != old:
+        return [_event(state, cfg, state["period"], old, new, reason, now_ms, None, None)]
+    return []
+
+
+def snapshot(state: dict, now_ms: int) -> dict:
+    """The account.state record for call controllers."""
+    cfg = config(state)
+    prof = P.DEFAULT_PROFILES[effective_profile(state, cfg)]
+    return {"account": cfg.account, "period": state["period"], "profile": prof.name,
+            "spend_micros": state["spend"].get(state["period"], 0), "credit_micros": cfg.credit_micros,
+            "soft_limit_micros": soft_limit_micros(cfg), "seq": state["seq"], "updated_ms": now_ms,
+            "max_rate_micros_per_min": prof.max_rate_micros_per_min,
+            "allowed_destinations": P.allowed_destinations(prof, cfg.always_allowed)}

@@ -1,0 +1,169 @@
+"""The tariff model: plans, versions, destinations, rate groups, schedules, services.
+
+A **tariff book** holds named **plans**. A CDR names its plan (the account's plan); the book
+prices it and returns a :class:`Rating`.
+
+Plans and versions
+    A plan has a time zone (IANA name, e.g. ``Europe/Amsterdam``) and one or more **versions**.
+    Each version has an id and an ``effective_from`` instant (ISO 8601 with an offset; a naive
+    time is refused because "midnight" without a zone is not an instant). The version in force
+    at the call's answer time (its start time when it was never answered) prices the whole
+    call, even when the call runs past the next version's start: a call has one price list.
+    Each version is a full price list; ``extends: <earlier version id>`` copies an earlier
+    version and replaces the destinations, schedules and services it names.
+
+Destinations and prefixes
+    A destination is a named set of digit prefixes (E.164 without ``+``; the empty prefix is
+    refused so that a catch-all is always explicit, e.g. ``"1".."9"``). The longest matching
+    prefix wins. A destination may be restricted:
+
+    * ``applies_to``: ``outbound`` (default; matched on the called number), ``inbound_toll_free``
+      (an inbound call whose ``called_type`` is ``toll_free``; matched on the **caller**
+      number, because the account pays for calls to its 0800 number by where they come from),
+      or ``inbound`` (other inbound calls; matched on the called number).
+    * ``when``: conditions on CDR fields ``called_type``, ``stage`` (call-centre IVR / agent /
+      post) and ``trunk``. Each distinct condition set forms its own prefix index.
+
+    Tie-break, fixed and tested: among the indexes whose conditions all hold, the one with
+    more conditions is tried first; at equal count ``called_type`` outranks ``stage`` which
+    outranks ``trunk``. The first index holding any matching prefix decides, by longest
+    prefix. The same prefix twice in one index (same ``applies_to`` and conditions) is a load
+    error, so no two destinations ever tie.
+
+Rate groups (increments)
+    A voice destination has ``groups``: ``[{start, rate, unit, increment}, ...]``. ``start``
+    is seconds into the priced time (first group starts at 0, starts strictly increase),
+    ``rate`` a price per ``unit`` seconds, ``increment`` the billing step. Increments are
+    laid from the start of the priced time; each increment belongs to the group in force at
+    the increment's start, so ``[{start: 0, increment: 60}, {start: 60, increment: 6}]`` is
+    "first minute, then per 6 s". ``rate`` may be a map ``{period: price}`` when the
+    destination has a ``schedule``; units and increments never depend on the period, so the
+    charged time is the same at any hour.
+
+Per-destination options
+    ``connect_fee`` (once per answered call, i.e. on the first span only), ``min_duration``
+    (an answered call is priced as at least this long), ``free_seconds`` (the first seconds
+    after the minimum is applied are free; the increments start after them; this is also the
+    "included initial duration" of pay-per-minute premium numbers, whose fixed fee is the
+    ``connect_fee``), ``max_cost`` (cap on the whole call, connect fee included),
+    ``charge_unanswered`` (an unanswered call pays the connect fee), ``rounding``.
+    ``charged_s`` in the Rating is the priced time after minimum, free seconds and increments.
+
+Unanswered calls
+    ``answered`` false or ``billsec_s`` 0: still rated (a destination must match), cost 0,
+    or the connect fee when ``charge_unanswered``.
+
+Schedules
+    A schedule, in the plan's time zone, gives every instant one **period**: ``rules`` of
+    ``{period, days, from, to}`` (local wall-clock ``HH:MM``, ``to`` may be ``24:00``; rules
+    may not overlap), a ``default`` period for the rest, and optionally ``holidays`` (a
+    country code for the ``holidays`` package) with a ``holiday_period`` that covers the whole
+    local holiday date. Period boundaries are turned into UTC instants per local date, so a
+    day is 23 or 25 hours long across DST changes and nothing is double-counted. A call
+    crossing a boundary is split to the millisecond: each part of the priced timeline is
+    priced at its period's rate, while the increments still count from the call's start.
+
+Services
+    ``services: {sms: "0.05", email: ..., fax: ...}`` gives a flat price per item. A non-voice
+    CDR is charged that price whether or not it is flagged answered (an item is an item);
+    its Rating has destination = the service name and an empty prefix.
+
+Money and rounding
+    Prices are decimal strings parsed by :func:`streams.core.money.parse_money` into
+    micro-units (more than 6 decimals is refused; YAML floats are refused). The exact cost is
+    a rational number computed with integers; it is rounded half-even to whole nano-units
+    once per call (per increment with ``per_increment``) - the only sub-nano rounding.
+    ``cost_nanos`` is that unrounded total (connect fee included, ``max_cost`` applied).
+    ``cost_micros`` is ``cost_nanos`` rounded once per call by the ``rounding`` method
+    (``up`` | ``down`` | ``half_even``) to ``decimals`` (0..6). With ``per_increment: true``
+    each increment's price (and the connect fee) is rounded on its own and the rounded
+    parts are summed, then capped by ``max_cost`` rounded the same way.
+    ``rate_micros`` / ``rate_unit_s`` in the Rating report the first group's rate in the
+    period at the start of the priced time.
+
+See :mod:`streams.core.tariff.loader` for the YAML and CSV file formats.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from streams.core.money import Rounding
+
+
+class TariffError(ValueError):
+    """An invalid tariff file. The whole file is refused; the message names file, row, problem."""
+
+    def __init__(self, path: str, row: int | None, problem: str, where: str = ""):
+        self.path = str(path)
+        self.row = row
+        self.problem = problem
+        self.where = where
+        at = f"row {row}" if row is not None else "file"
+        loc = f" ({where})" if where else ""
+        super().__init__(f"{self.path}: {at}{loc}: {problem}")
+
+
+class Rating(NamedTuple):
+    """The price of one CDR. A NamedTuple: immutable, slotted, and cheap to build per CDR."""
+
+    cost_nanos: int
+    cost_micros: int
+    charged_s: int
+    rate_micros: int
+    rate_unit_s: int
+    connect_fee_micros: int
+    destination: str
+    prefix: str
+    tariff_plan: str
+    tariff_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class RoundingRule:
+    method: Rounding = Rounding.HALF_EVEN
+    decimals: int = 6
+    per_increment: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """One rate group. ``weights[p]`` is the rate of period p as nanos*den per second."""
+
+    start: int
+    unit: int
+    increment: int
+    rates: tuple[int, ...]          # micro-units per unit, one per period (index = period id)
+    weights: tuple[int, ...]        # rate * 1000 * (den // unit): exact integer weight per second
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    name: str
+    groups: tuple[Group, ...]
+    den: int                        # lcm of the group units: nanos = sum(seconds * weight) / den
+    connect_fee_micros: int = 0
+    min_duration: int = 0
+    free_seconds: int = 0
+    max_cost_micros: int | None = None
+    charge_unanswered: bool = False
+    rounding: RoundingRule = field(default_factory=RoundingRule)
+    schedule: object | None = None  # streams.core.tariff.schedule.Schedule
+    max_rate_per_min_micros: int = 0
+
+
+@dataclass(slots=True)
+class Version:
+    version: str
+    effective_from_ms: int
+    indexes: dict                   # side -> ((conditions, PrefixIndex), ...) in precedence order
+    services: dict[str, int]        # service -> flat price in micro-units
+    service_rounding: RoundingRule
+
+
+@dataclass(slots=True)
+class Plan:
+    name: str
+    timezone: str
+    versions: list[Version]
+    starts: list[int]               # effective_from_ms of versions, sorted, for bisect

@@ -1,0 +1,133 @@
+"""The embedded local stack: tansu broker, Faust worker(s) and the ClickHouse sink.
+
+Everything it starts, it stops (by PID), including on errors, so ``make run`` leaves no orphans.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from streams.local.broker import create_topics, start_tansu
+from streams.local.procs import Child, free_port, spawn, wait_port
+
+log = logging.getLogger("cdrflow.local")
+
+
+@dataclass
+class LocalStack:
+    workdir: Path
+    workers: int = 1
+    partitions: int = 8
+    raw_partitions: int = 4
+    clickhouse: str | None = None          # default: chdb in workdir/chdb
+    bootstrap: str | None = None           # external Kafka; None starts tansu
+    client_conf: dict = field(default_factory=dict)
+    extra_env: dict = field(default_factory=dict)
+    children: dict[str, Child] = field(default_factory=dict)
+    sink_status_port: int = 0
+    worker_ports: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def log_dir(self) -> Path:
+        return self.workdir / "logs"
+
+    def start(self, sink: bool = True) -> "LocalStack":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            if self.bootstrap is None:
+                broker, self.bootstrap = start_tansu(self.log_dir)
+                self.children["tansu"] = broker
+            self.client_conf = {**self.client_conf, "bootstrap.servers": self.bootstrap}
+            create_topics(self.client_conf, self.partitions, self.raw_partitions)
+            for i in range(self.workers):
+                self.start_worker(f"worker-{i + 1}")
+            if sink:
+                self.start_sink()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def env(self) -> dict:
+        env = {
+            "CDRFLOW_KAFKA_BOOTSTRAP": self.bootstrap or "",
+            "CDRFLOW_PARTITIONS": str(self.partitions),
+            "CDRFLOW_RAW_PARTITIONS": str(self.raw_partitions),
+            "CDRFLOW_CLICKHOUSE": self.clickhouse or str(self.workdir / "chdb"),
+            "CDRFLOW_BROKER_IS_TANSU": "true" if "tansu" in self.children else "false",
+            "PYTHONUNBUFFERED": "1",
+        }
+        env.update(self.extra_env)
+        return env
+
+    def start_worker(self, name: str) -> Child:
+        port = free_port()
+        env = {**self.env(), "CDRFLOW_WEB_PORT": str(port), "CDRFLOW_WORKER_ID": name}
+        child = spawn(name, [sys.executable, "-m", "streams.worker"], self.log_dir, env)
+        self.children[name] = child
+        self.worker_ports[name] = port
+        return child
+
+    def start_sink(self) -> Child:
+        self.sink_status_port = free_port()
+        env = {**self.env(), "CDRFLOW_SINK_STATUS_PORT": str(self.sink_status_port)}
+        child = spawn("sink", [sys.executable, "-m", "sinks"], self.log_dir, env)
+        self.children["sink"] = child
+        wait_port(self.sink_status_port, 60, child)
+        return child
+
+    def wait_workers_ready(self, timeout_s: float = 90) -> None:
+        """A worker is ready when its web server answers (after its first rebalance)."""
+        for name, port in self.worker_ports.items():
+            wait_port(port, timeout_s, self.children[name])
+
+    def sink_status(self) -> dict:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.sink_status_port}/status", timeout=10) as r:
+            return json.load(r)
+
+    def worker_stats(self, name: str) -> dict:
+        port = self.worker_ports[name]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/cdrflow/stats", timeout=5) as r:
+            return json.load(r)
+
+    def check_alive(self) -> None:
+        for name, child in self.children.items():
+            if not child.alive():
+                raise RuntimeError(f"{name} (pid {child.pid}) exited with {child.popen.returncode}; "
+                                   f"last lines of {child.log_path}:\n{child.tail()}")
+
+    def stop_child(self, name: str) -> None:
+        child = self.children.pop(name, None)
+        if child:
+            child.stop()
+            log.info("stopped %s pid=%s rc=%s", name, child.pid, child.popen.returncode)
+
+    def stop(self) -> None:
+        # Producers of data stop first so the sink can land what they sent, and the broker last.
+        for name in [n for n in self.children if n.startswith("worker")]:
+            self.stop_child(name)
+        self.stop_child("sink")
+        for name in list(self.children):
+            self.stop_child(name)
+
+    def __enter__(self) -> "LocalStack":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def wait_until(pred, timeout_s: float, interval_s: float = 0.5, what: str = "condition",
+               check=None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not pred():
+        if check:
+            check()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(interval_s)
