@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from streams.core.keys import cdr_key
-from streams.core.numbering import WITHHELD, _lookup
+from streams.core.numbering import MAX_RAW, WITHHELD, _lookup, lookup
 from streams.core.reasons import Reason, RejectError
 from streams.core.sources import NumberingContext
 
@@ -258,11 +258,12 @@ def normalize(raw: Mapping[str, Any], ctx: NumberingContext, *, now_ms: int, lim
     called = g("called")
     if type(called) is not _str or not called:
         called = _req_str(called, "called")
-    got = _lookup(caller, ctx)
+    # The length guard is inlined rather than calling lookup(): this is the hottest line.
+    got = _lookup(caller, ctx) if len(caller) <= MAX_RAW else lookup(caller, ctx)
     if type(got) is _str:
         got = _number_slow(caller, got, "caller", withheld_ok=True)
     caller_e164 = got[0]
-    got = _lookup(called, ctx)
+    got = _lookup(called, ctx) if len(called) <= MAX_RAW else lookup(called, ctx)
     if type(got) is _str:
         got = _number_slow(called, got, "called", withheld_ok=False)
     called_e164, called_type = got
@@ -272,7 +273,7 @@ def normalize(raw: Mapping[str, Any], ctx: NumberingContext, *, now_ms: int, lim
     else:
         if type(presented) is not _str:
             presented = _opt_str(presented, "presented_cli")
-        got = _lookup(presented, ctx)
+        got = _lookup(presented, ctx) if len(presented) <= MAX_RAW else lookup(presented, ctx)
         if type(got) is _str:
             # CLIR ("anonymous") is the usual reason a presented CLI is not a number.
             got = _number_slow(presented, got, "presented_cli", withheld_ok=True)

@@ -45,6 +45,7 @@ __all__ = [
     "NUMBER_TYPES",
     "WITHHELD",
     "to_e164",
+    "lookup",
     "caller_to_e164",
     "clean_number",
     "cache_info",
@@ -79,7 +80,9 @@ _TYPE_MAP = {
 # E.164 allows 15 digits; an exit code of up to 4 digits on top is the most a real
 # dialled string carries. Anything longer is garbage and is not worth a parse.
 _MAX_DIGITS = 19
-_MAX_RAW = 256
+# Longest text worth a cache entry: a SIP URI with a display name fits easily. Longer input
+# is rejected before the cache, so hostile records cannot fill it with megabyte keys.
+MAX_RAW = 160
 _FORMATTING = str.maketrans("", "", " \t-.()/[]")
 
 
@@ -129,13 +132,19 @@ def _parse_intl(digits: str) -> tuple[str, str] | None:
     return phonenumbers.format_number(n, phonenumbers.PhoneNumberFormat.E164), kind
 
 
+def lookup(raw: str, ctx: NumberingContext) -> tuple[str, str] | str:
+    """(E.164, type), or the reason the text is not a number. ``raw`` must be a str; this is
+    the no-exception form that :func:`streams.core.normalize.normalize` uses on its hot path."""
+    if len(raw) > MAX_RAW:
+        return f"number text is {len(raw)} characters long, more than {MAX_RAW}"
+    return _lookup(raw, ctx)
+
+
 @lru_cache(maxsize=CACHE_SIZE)
 def _lookup(raw: str, ctx: NumberingContext) -> tuple[str, str] | str:
     """(E.164, type) on success, or the reject detail string. Rejects are cached too: a
     misconfigured switch repeats the same bad number, and re-parsing it each time would turn
     a bad source into a slow one."""
-    if len(raw) > _MAX_RAW:
-        return f"number is {len(raw)} characters long"
     s = clean_number(raw)
     if not s:
         return f"number {raw!r} has no digits"
@@ -201,7 +210,7 @@ def to_e164(number: str, ctx: NumberingContext) -> tuple[str, str]:
         if not isinstance(number, str):
             raise RejectError(Reason.BAD_FIELD_TYPE, f"number must be a string, got {type(number).__name__}")
         number = str(number)  # str subclasses: normalise so the cache key is a plain str
-    got = _lookup(number, ctx)
+    got = lookup(number, ctx)
     if type(got) is str:
         raise RejectError(Reason.INVALID_NUMBER, got)
     return got  # type: ignore[return-value]
@@ -211,7 +220,7 @@ def caller_to_e164(number: str, ctx: NumberingContext) -> tuple[str, str]:
     """Like :func:`to_e164`, but a withheld-CLI marker ("anonymous", ...) is kept as text,
     typed unknown: a call from a withheld number is still a real, billable call."""
     if type(number) is str:
-        got = _lookup(number, ctx)
+        got = lookup(number, ctx)
         if type(got) is not str:
             return got  # type: ignore[return-value]
         token = number.strip().lower()

@@ -155,3 +155,20 @@ def test_to_e164_total_on_text(text):
     else:
         assert kind in {"fixed", "mobile", "toll_free", "premium", "emergency", "short_code", "unknown"}
         assert _is_e164(e164) or (e164.isdigit() and kind in {"emergency", "short_code"})
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(valid_record(), st.dictionaries(st.sampled_from(SCHEMA_FIELDS), anything, min_size=1, max_size=3), st.lists(st.sampled_from(SCHEMA_FIELDS), max_size=2))
+def test_corrupted_valid_record_raises_only_reject_error(record, overrides, dropped):
+    # Arbitrary dicts mostly fail on the first field; corrupting a valid record reaches the
+    # later checks (times, durations, numbers) with hostile values too.
+    record.update(overrides)
+    for name in dropped:
+        record.pop(name, None)
+    try:
+        out = normalize(record, NL, now_ms=NOW)
+    except RejectError as exc:
+        assert isinstance(exc.reason, Reason)
+    else:
+        assert not out["answered"] or out["billsec_s"] > 0
+        assert isinstance(out["duration_s"], int) and 0 <= out["duration_s"] < 2**31
