@@ -16,7 +16,7 @@ from typing import Iterable
 
 from faust import streams as _faust_streams
 
-from streams.pipeline import Msg
+from streams.msg import Msg
 
 
 @contextmanager

@@ -6,7 +6,7 @@ from streams.app import app, settings
 from streams.batching import to_msg
 from streams.core.charge import utc_now_ms
 from streams.metrics import count
-from streams.pipeline import Normalizer
+from streams.mediation import Normalizer
 
 raw_topic = app.topic(topics.RAW, partitions=settings.raw_partitions, value_serializer="raw")
 normalized_topic = app.topic(topics.NORMALIZED, partitions=settings.partitions, value_serializer="raw")

@@ -324,3 +324,21 @@ def test_batch_turns_unexpected_errors_into_rejects():
 
 def test_batch_empty():
     assert normalize_batch([], lambda r: NL, NOW) == ([], [])
+
+
+# --- wire compatibility ------------------------------------------------------------------
+
+
+def test_round_trips_through_the_avro_schemas():
+    # Decode a real SwitchCdr, normalise, add the agent's source fields, and encode as
+    # CanonicalCdr: the output must match the schema field for field.
+    from streams import codecs
+
+    wire = codecs.encode(codecs.SWITCH_CDR, raw(presented_cli="0881234567", trunk="kpn-1", service_user="ext-1"))
+    name, decoded = codecs.decode(wire)
+    assert name == codecs.SWITCH_CDR
+    out = norm(decoded)
+    out.update(source_topic="cdr.raw", source_partition=0, source_offset=7, source_index=0, ingest_ms=NOW, raw=wire)
+    name, back = codecs.decode(codecs.encode(codecs.CANONICAL, out))
+    assert name == codecs.CANONICAL
+    assert back == out
