@@ -350,8 +350,13 @@ def main(argv=None) -> int:
 
     backend = open_backend(args.clickhouse)
     log.info("event=sink_start backend=%r bootstrap=%s", backend, args.bootstrap)
-    ddl.migrate(backend)
+    # Tables first, then the analyst views over them, so `make run` leaves a queryable database.
+    from sinks.clickhouse import analyst
+    analyst.migrate(backend)
+    from streams.settings import get_settings
     consumer = Consumer({
+        # SASL/TLS settings pass through from CDRFLOW_KAFKA_* like every other client.
+        **get_settings().kafka_client_config(),
         "bootstrap.servers": args.bootstrap,
         "group.id": args.group,
         # Offsets move only after ClickHouse has the rows (see Sink.flush).

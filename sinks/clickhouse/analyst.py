@@ -12,7 +12,9 @@ Two databases:
 * ``<db>_analyst``: what the analyst user may read. Every view there is either an aggregate
   with no number columns or the masked call list. Isolation by database is the one mechanism
   both server generations have: 18.16 restricts a users.xml user with ``allow_databases``;
-  modern servers grant SELECT on ``<db>_analyst.*`` to a role.
+  modern servers grant SELECT on ``<db>_analyst.*`` to a role. (On 18.16 the views there are
+  refused to that user too, because it checks the databases a view reads: see
+  ``users_xml_snippet``.)
 
 Migrations are numbered from 101 and recorded in the same ``schema_migrations`` table, so
 they never collide with ddl.py's own list (which other modules extend from 5 upwards).
@@ -182,9 +184,13 @@ def users_xml_snippet(db: str, password: str, *, user: str = ANALYST_USER,
                       networks: tuple[str, ...] = ("127.0.0.1", "::1")) -> str:
     """users.xml fragment for 18.x servers: a readonly profile and a user limited to <db>_analyst.
 
-    Put it in ``/etc/clickhouse-server/users.d/cdrflow-analyst.xml``. 18.x checks
-    ``allow_databases`` against the database named in the query, so the analyst can read the
-    ``<db>_analyst`` views (which read ``<db>``) but not ``<db>.cdr_rated`` itself.
+    Put it in ``users.d/cdrflow-analyst.xml`` next to the server's users.xml. Measured on
+    18.16: the user is readonly and cannot touch ``<db>`` directly — but 18.16 also checks
+    ``allow_databases`` against the tables a view reads, so the ``<db>_analyst`` views are
+    refused too ("Access denied to database <db>"). On 18.x this snippet therefore only yields
+    a safe, locked-down user; giving it masked data needs a masked copy stored inside
+    ``<db>_analyst`` (e.g. a materialised view into a ReplacingMergeTree(rating_version) read
+    with FINAL), which is not built yet.
     """
     ips = "\n".join(f"        <ip>{ip}</ip>" for ip in networks)
     return f"""<yandex>

@@ -24,8 +24,9 @@ rejected_topic = app.topic(topics.REJECTED, partitions=settings.partitions, valu
 barring_topic = app.topic(topics.BARRING, partitions=settings.partitions, value_serializer="raw")
 state_topic = app.topic(topics.STATE, partitions=settings.partitions, value_serializer="raw")
 
-accounts = app.Table(topics.ACCOUNT_TABLE, default=None, partitions=settings.partitions,
-                     key_type=str, value_type=dict)
+# No key_type/value_type: both then use the json codec, and recovery hands back plain dicts
+# (value_type=dict makes recovery call dict.from_data and fail on every changelog record).
+accounts = app.Table(topics.ACCOUNT_TABLE, default=None, partitions=settings.partitions)
 
 
 def _rate(cdr: dict, plan: str):

@@ -25,13 +25,17 @@ YAML form (``.yaml``/``.yml``)::
               nl_mobile:
                 prefixes: ["316"]           # or one string "316 3197"
                 applies_to: outbound        # outbound | inbound | inbound_toll_free
-                when: {trunk: "t1"}         # optional: called_type / stage / trunk
+                when: {trunk: "t1"}         # optional: called_type / stage / trunk /
+                                            # operator_location / operator_dedicated (bool)
                 schedule: national          # optional; then a rate may be {peak: .., off_peak: ..}
                 groups:
                   - {start: 0, rate: "0.08", unit: 60, increment: 30}
                   - {start: 30, rate: "0.08", unit: 60, increment: 6}
                 connect_fee: "0"            # optional, also: min_duration, free_seconds,
                                             # max_cost, charge_unanswered, rounding
+            volume_tiers: [{from_minutes: 0, coefficient: "1"}, {from_minutes: 1000, coefficient: "0.9"}]
+            commission: [{partner: acme, percent: "10"}]   # or {partner: x, plan: other_plan}
+            subscription: {period: monthly, items: {platform: "150.00"}}
 
 Prices, prefixes and times must be quoted strings: YAML 1.1 would read ``0.085`` as a float,
 ``010`` as octal 8 and ``19:00`` as the integer 1140.
@@ -39,7 +43,7 @@ Prices, prefixes and times must be quoted strings: YAML 1.1 would read ``0.085``
 CSV form (``.csv``): one row per (plan, version, destination, rate group). Columns (header
 required; order free): ``plan, version, effective_from, timezone, destination, prefixes,
 start, rate, unit, increment`` and optionally ``service, applies_to, called_type, stage,
-trunk, connect_fee, min_duration, free_seconds, max_cost, charge_unanswered, rounding,
+trunk, operator_location, operator_dedicated, connect_fee, min_duration, free_seconds, max_cost, charge_unanswered, rounding,
 decimals, per_increment``. ``prefixes`` is a space-separated list. Plan-, version- and
 destination-level cells may be left empty on later rows; a filled cell must equal the first
 one. A row whose ``service`` is sms/email/fax/... sets that service's flat price (``rate``).
@@ -50,6 +54,8 @@ from __future__ import annotations
 import csv
 import io
 from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
 from math import lcm
 from pathlib import Path
 from typing import Any
@@ -58,15 +64,22 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from streams.core.money import Rounding, parse_money
-from streams.core.tariff.model import Destination, Group, Plan, RoundingRule, TariffError, Version
+from streams.core.periods import KINDS as PERIOD_KINDS, MONTHLY
+from streams.core.tariff.model import (Destination, Extras, Group, Partner, Plan, RoundingRule, Subscription,
+                                       TariffError, Version, VolumeTier)
 from streams.core.tariff.prefixes import DuplicatePrefix, PrefixIndex
 from streams.core.tariff.rating import INBOUND_TOLL_FREE, SIDES, OUTBOUND, TariffBook
 from streams.core.tariff.schedule import DAY_NAMES, EPOCH, Schedule, _MS
 
-CONDITION_KEYS = ("called_type", "stage", "trunk")   # also their precedence rank
+# Also their precedence rank. The operator_* keys are optional CDR dict keys (see model.py).
+CONDITION_KEYS = ("called_type", "stage", "trunk", "operator_dedicated", "operator_location")
+BOOL_CONDITIONS = ("operator_dedicated",)
 _PLAN_KEYS = {"timezone", "versions", "description"}
 _VERSION_KEYS = {"version", "effective_from", "extends", "rounding", "schedules", "services",
-                 "destinations", "description"}
+                 "destinations", "description", "volume_tiers", "commission", "subscription"}
+_TIER_KEYS = {"from_minutes", "coefficient"}
+_PARTNER_KEYS = {"partner", "percent", "plan", "label"}
+_SUBSCRIPTION_KEYS = {"period", "items", "description"}
 _DEST_KEYS = {"prefixes", "applies_to", "when", "schedule", "groups", "connect_fee", "min_duration",
               "free_seconds", "max_cost", "charge_unanswered", "rounding", "description"}
 _GROUP_KEYS = {"start", "rate", "unit", "increment"}
@@ -332,7 +345,13 @@ def _build_destination(ctx: _Ctx, name: str, node: Any, where: str, schedules: d
     conds = []
     for k in CONDITION_KEYS:
         if k in when:
-            conds.append((k, ctx.string(when, k, where + ".when")))
+            if k in BOOL_CONDITIONS:
+                # A bool, so that a CDR's True/False compares equal; "true" in CSV cells too.
+                if when[k] in (None, ""):
+                    ctx.fail(when, k, where + ".when", f"{k} must be true or false")
+                conds.append((k, ctx.boolean(when, k, where + ".when")))
+            else:
+                conds.append((k, ctx.string(when, k, where + ".when")))
     sched = None
     sname = node.get("schedule")
     if sname is not None:
@@ -458,7 +477,77 @@ def _build_version(ctx: _Ctx, tz: str, vid: str, eff_ms: int, node: LDict, where
     by_side: dict[str, tuple] = {}
     for (side, conds), pi in sorted(idx.items(), key=lambda kv: (kv[0][0], _index_rank(kv[0][1]))):
         by_side[side] = by_side.get(side, ()) + ((conds, pi),)
-    return Version(vid, eff_ms, by_side, services, rounding)
+    return Version(vid, eff_ms, by_side, services, rounding, _build_extras(ctx, node, where, rounding))
+
+
+def _fraction(ctx: _Ctx, node: dict, key: str, where: str) -> Fraction:
+    v = node.get(key)
+    if isinstance(v, bool) or not isinstance(v, (str, int)):
+        ctx.fail(node, key, where, f"{key} must be a quoted decimal string like \"0.9\", got {v!r}")
+    try:
+        d = Decimal(str(v).strip())
+    except InvalidOperation:
+        ctx.fail(node, key, where, f"{key} {v!r} is not a decimal number")
+    if not d.is_finite() or d < 0:
+        ctx.fail(node, key, where, f"{key} {v!r} must be a finite number >= 0")
+    return Fraction(d)
+
+
+def _build_extras(ctx: _Ctx, node: LDict, where: str, rounding: RoundingRule) -> Extras:
+    tiers: list[VolumeTier] = []
+    raw_t = node.get("volume_tiers")
+    if raw_t is not None:
+        if not isinstance(raw_t, list) or not raw_t:
+            ctx.fail(node, "volume_tiers", where, "volume_tiers must be a non-empty list of {from_minutes, coefficient}")
+        for i, t in enumerate(raw_t):
+            w = f"{where}.volume_tiers[{i}]"
+            if not isinstance(t, dict):
+                ctx.fail(raw_t, i, w, "a tier must be a mapping {from_minutes, coefficient}")
+            ctx.keys(t, _TIER_KEYS, w)
+            lo = ctx.integer(t, "from_minutes", w, None)
+            if i == 0 and lo != 0:
+                ctx.fail(t, "from_minutes", w, "the first tier must start at from_minutes: 0")
+            if tiers and lo <= tiers[-1].from_minutes:
+                ctx.fail(t, "from_minutes", w, f"from_minutes must increase ({lo} after {tiers[-1].from_minutes})")
+            if "coefficient" not in t:
+                ctx.fail(t, None, w, "coefficient is required")
+            tiers.append(VolumeTier(lo, _fraction(ctx, t, "coefficient", w)))
+    partners: list[Partner] = []
+    raw_c = node.get("commission")
+    if raw_c is not None:
+        if not isinstance(raw_c, list):
+            ctx.fail(node, "commission", where, "commission must be a list of {partner, percent | plan}")
+        for i, c in enumerate(raw_c):
+            w = f"{where}.commission[{i}]"
+            if not isinstance(c, dict):
+                ctx.fail(raw_c, i, w, "a commission must be a mapping {partner, percent | plan}")
+            ctx.keys(c, _PARTNER_KEYS, w)
+            name = ctx.string(c, "partner", w)
+            if any(p.partner == name for p in partners):
+                ctx.fail(c, "partner", w, f"partner {name!r} appears twice")
+            has_pct, has_plan = c.get("percent") is not None, c.get("plan") is not None
+            if has_pct == has_plan:
+                ctx.fail(c, None, w, "give exactly one of percent (of our cost) or plan (the partner's price list)")
+            pct = _fraction(ctx, c, "percent", w) if has_pct else None
+            plan = ctx.string(c, "plan", w) if has_plan else None
+            label = ctx.string(c, "label", w, required=False) or f"commission:{name}"
+            partners.append(Partner(name, pct, plan, label))
+    sub = None
+    raw_s = node.get("subscription")
+    if raw_s is not None:
+        w = f"{where}.subscription"
+        ctx.keys(raw_s, _SUBSCRIPTION_KEYS, w)
+        period = raw_s.get("period", MONTHLY)
+        if period not in PERIOD_KINDS:
+            ctx.fail(raw_s, "period", w, f"period {period!r} must be one of {', '.join(PERIOD_KINDS)}")
+        items = raw_s.get("items")
+        if not isinstance(items, dict) or not items:
+            ctx.fail(raw_s, "items", w, "items must be a non-empty mapping {item: price}")
+        sub = Subscription(period, tuple((str(k), ctx.money(items, k, f"{w}.items.{k}", None)) for k in items))
+        for k, price in sub.items:
+            if price is None:
+                ctx.fail(items, k, w, f"item {k!r} needs a price")
+    return Extras(tuple(tiers), tuple(partners), sub, rounding)
 
 
 def build_book(raw: Any, path: str) -> TariffBook:
@@ -506,13 +595,23 @@ def build_book(raw: Any, path: str) -> TariffBook:
             seen[vid] = merged
             versions.append(_build_version(ctx, tz, vid, eff, merged, w))
         plans[pname] = Plan(pname, tz, versions, [v.effective_from_ms for v in versions])
+    # A commission priced by another plan must name a plan of this same file: a live update
+    # replaces files per plan, and a dangling reference would only fail at rating time.
+    for pname, pnode in raw["plans"].items():
+        for i, vnode in enumerate(pnode["versions"]):
+            for j, c in enumerate(vnode.get("commission") or ()):
+                ref = c.get("plan")
+                if ref is not None and ref not in plans:
+                    ctx.fail(c, "plan", f"plans.{pname}.versions[{i}].commission[{j}]",
+                             f"commission plan {ref!r} is not a plan of this file")
     return TariffBook(plans, source=path)
 
 
 # -- CSV -------------------------------------------------------------------------------------
 _CSV_REQUIRED = ("plan", "version", "effective_from", "timezone", "destination", "prefixes",
                  "start", "rate", "unit", "increment")
-_CSV_OPTIONAL = ("service", "applies_to", "called_type", "stage", "trunk", "connect_fee",
+_CSV_OPTIONAL = ("service", "applies_to", "called_type", "stage", "trunk", "operator_location",
+                 "operator_dedicated", "connect_fee",
                  "min_duration", "free_seconds", "max_cost", "charge_unanswered", "rounding",
                  "decimals", "per_increment", "description")
 

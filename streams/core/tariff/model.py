@@ -22,11 +22,22 @@ Destinations and prefixes
       number, because the account pays for calls to its 0800 number by where they come from),
       or ``inbound`` (other inbound calls; matched on the called number).
     * ``when``: conditions on CDR fields ``called_type``, ``stage`` (call-centre IVR / agent /
-      post) and ``trunk``. Each distinct condition set forms its own prefix index.
+      post), ``trunk``, ``operator_location`` and ``operator_dedicated``. Each distinct
+      condition set forms its own prefix index.
+
+    Operator conditions (call-centre agent stage). The canonical CDR does not carry the
+    operator yet, so ``rate()`` reads two *optional* keys of the CDR dict:
+    ``operator_location`` (a string, e.g. ``"RU-MOW"`` or ``"remote"``) and
+    ``operator_dedicated`` (a bool, ``true`` when the operator is dedicated to this customer).
+    A CDR without the key matches no condition on it, so it falls back to the destination
+    without that condition. The product rule "a dedicated operator's work is included in the
+    subscription fee" is written as a zero-rated destination, e.g.
+    ``when: {stage: agent, operator_dedicated: true}`` with rate ``"0"``, plus a
+    ``subscription`` item for the dedicated operator.
 
     Tie-break, fixed and tested: among the indexes whose conditions all hold, the one with
     more conditions is tried first; at equal count ``called_type`` outranks ``stage`` which
-    outranks ``trunk``. The first index holding any matching prefix decides, by longest
+    outranks ``trunk``, then ``operator_dedicated``, then ``operator_location``. The first index holding any matching prefix decides, by longest
     prefix. The same prefix twice in one index (same ``applies_to`` and conditions) is a load
     error, so no two destinations ever tie.
 
@@ -81,11 +92,34 @@ Money and rounding
     ``rate_micros`` / ``rate_unit_s`` in the Rating report the first group's rate in the
     period at the start of the priced time.
 
+Extra rules (per version, YAML only; applied by :mod:`streams.core.tariff.extras`)
+    These are not part of ``rate()``: the charge step applies them with account context that a
+    single CDR does not have (minutes so far this month, the partner, the billing period).
+
+    * ``volume_tiers: [{from_minutes: 0, coefficient: "1"}, {from_minutes: 1000, coefficient:
+      "0.9"}]`` - volume coefficient by the account's charged minutes this month *before*
+      the call (the whole call gets one tier; a call is never split across tiers). The first
+      tier starts at 0; ``from_minutes`` strictly increase; coefficients are decimal strings
+      >= 0 kept as exact fractions. Applied to the unrounded ``cost_nanos`` (rounded half-even
+      to whole nanos), then rounded once by the version's ``rounding``; ``rate_micros`` and
+      ``connect_fee_micros`` stay the list price so an itemised bill shows both.
+    * ``commission: [{partner: acme, percent: "12.5"}, {partner: beta, plan: beta_prices}]`` -
+      a second rating per partner: either a percentage of our unrounded cost, or the CDR
+      priced again with another plan of the same file (the partner's price list). The result
+      is a Rating whose ``tariff_plan`` is ``label`` (default ``commission:<partner>``).
+    * ``subscription: {period: monthly, items: {platform: "150.00", dedicated_operator:
+      "900.00"}}`` - recurring fees charged once per period (``monthly`` or ``weekly``, the
+      labels of :mod:`streams.core.periods`); the version in force at the period's start
+      decides the fees. No proration.
+
+    ``extends`` copies these keys from the earlier version like any other key.
+
 See :mod:`streams.core.tariff.loader` for the YAML and CSV file formats.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import NamedTuple
 
 from streams.core.money import Rounding
@@ -152,6 +186,38 @@ class Destination:
     max_rate_per_min_micros: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class VolumeTier:
+    from_minutes: int               # tier applies once the account has this many minutes this month
+    coefficient: Fraction           # exact multiplier of the list price (1 = list price)
+
+
+@dataclass(frozen=True, slots=True)
+class Partner:
+    """A partner/reseller commission: a percentage of our cost, or the partner's own price list."""
+
+    partner: str
+    percent: Fraction | None        # exactly one of percent / plan
+    plan: str | None
+    label: str                      # Rating.tariff_plan of the commission rating
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    period: str                     # "monthly" | "weekly" (streams.core.periods kinds)
+    items: tuple[tuple[str, int], ...]   # (item, micro-units), in file order
+
+
+@dataclass(frozen=True, slots=True)
+class Extras:
+    """Per-version rules outside per-call rating: see "Extra rules" in this module's docstring."""
+
+    volume_tiers: tuple[VolumeTier, ...] = ()
+    commission: tuple[Partner, ...] = ()
+    subscription: Subscription | None = None
+    rounding: RoundingRule = field(default_factory=RoundingRule)   # the version's rounding
+
+
 @dataclass(slots=True)
 class Version:
     version: str
@@ -159,6 +225,7 @@ class Version:
     indexes: dict                   # side -> ((conditions, PrefixIndex), ...) in precedence order
     services: dict[str, int]        # service -> flat price in micro-units
     service_rounding: RoundingRule
+    extras: Extras = field(default_factory=Extras)
 
 
 @dataclass(slots=True)

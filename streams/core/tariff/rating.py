@@ -129,6 +129,23 @@ class TariffBook:
             raise RejectError(Reason.NO_TARIFF, f"no tariff plan {plan!r}")
         return p
 
+    def timezone(self, plan: str) -> str:
+        return self._plan(plan).timezone
+
+    def plan(self, plan: str) -> Plan:
+        """The loaded plan (raises RejectError NO_TARIFF when absent)."""
+        return self._plan(plan)
+
+    def extras_at(self, plan: str, at_ms: int):
+        """Volume tiers, commission and subscription of the version in force at ``at_ms``."""
+        return self.version_at(plan, at_ms).extras
+
+    def with_plans(self, plans: Mapping[str, Plan], source: str = "") -> "TariffBook":
+        """A new book: this one's plans, with ``plans`` added or replacing same-named ones."""
+        merged = dict(self._plans)
+        merged.update(plans)
+        return TariffBook(merged, source=source or self.source)
+
     def version_at(self, plan: str, at_ms: int) -> Version:
         p = self._plan(plan)
         i = bisect_right(p.starts, at_ms) - 1
