@@ -211,3 +211,14 @@ def _account_of(rec) -> str | None:
 
 def _str_or_none(v) -> str | None:
     return v if isinstance(v, str) and v else None
+
+
+def load_sources(path) -> SourceDirectory:
+    """The switch/trunk numbering contexts from a YAML file (see SourceDirectory.from_dict);
+    the built-in default (Netherlands, trunk prefix 0, international prefix 00) without one."""
+    if not path:
+        return SourceDirectory()
+    import yaml
+
+    with open(path) as fh:
+        return SourceDirectory.from_dict(yaml.safe_load(fh))

@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     clickhouse: str = "var/chdb"
 
     tariff_file: Path = DATA_DIR / "tariff_default.yaml"
+    sources_file: Path | None = None      # YAML: numbering context per switch / trunk
     data_dir: Path = Path("var")
 
     # Processing.

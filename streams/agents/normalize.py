@@ -6,14 +6,20 @@ from streams.app import app, settings
 from streams.batching import to_msg
 from streams.core.charge import utc_now_ms
 from streams.metrics import count
-from streams.mediation import Normalizer
+from streams.core.normalize import Limits
+from streams.mediation import Normalizer, load_sources
+from streams.registry import wire_from_settings
 
 raw_topic = app.topic(topics.RAW, partitions=settings.raw_partitions, value_serializer="raw")
 normalized_topic = app.topic(topics.NORMALIZED, partitions=settings.partitions, value_serializer="raw")
 rejected_topic = app.topic(topics.REJECTED, partitions=settings.partitions, value_serializer="raw")
 
-normalizer = Normalizer(settings.partitions, max_message_bytes=settings.max_message_bytes,
-                        max_batch_records=settings.max_batch_records)
+normalizer = Normalizer(
+    settings.partitions, sources=load_sources(settings.sources_file),
+    max_message_bytes=settings.max_message_bytes, max_batch_records=settings.max_batch_records,
+    # Older calls than the duplicate horizon are refused: a re-sent one could not be recognised.
+    limits=Limits(max_age_s=settings.dedup_horizon_days * 86_400),
+    wire=wire_from_settings(settings))
 
 
 @app.agent(raw_topic)

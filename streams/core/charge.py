@@ -121,7 +121,8 @@ class ChargeBatch:
         acct = cdr["account"]
         state = self.states.get(acct)
         if state is None:
-            self._reject(cdr, Reason.UNKNOWN_ACCOUNT, f"account {acct!r} is not provisioned")
+            err = RejectError(Reason.UNKNOWN_ACCOUNT, f"account {acct!r} is not provisioned")
+            self._reject(cdr, err.reason, err.detail)
             return
         replay = credit.is_replay(state, topic, offset)
         start_ms = _ms(cdr["start_ms"])
