@@ -53,5 +53,6 @@ if settings.broker_is_tansu:
     tansu_compat.install(settings.kafka_client_config())
 
 # Import for registration side effects (agents, tables, pages).
+from streams.agents import authorize as _authorize  # noqa: E402,F401
 from streams.agents import charge as _charge  # noqa: E402,F401
 from streams.agents import normalize as _normalize  # noqa: E402,F401

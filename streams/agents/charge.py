@@ -24,9 +24,14 @@ rejected_topic = app.topic(topics.REJECTED, partitions=settings.partitions, valu
 barring_topic = app.topic(topics.BARRING, partitions=settings.partitions, value_serializer="raw")
 state_topic = app.topic(topics.STATE, partitions=settings.partitions, value_serializer="raw")
 
-# No key_type/value_type: both then use the json codec, and recovery hands back plain dicts
-# (value_type=dict makes recovery call dict.from_data and fail on every changelog record).
-accounts = app.Table(topics.ACCOUNT_TABLE, default=None, partitions=settings.partitions)
+# Keys are the account's UTF-8 bytes (raw codec): Faust's web router hashes the serialized key
+# with murmur2, and only raw bytes hash to the partition every producer routes the account to.
+# Values use the json codec; value_type=dict would make recovery call dict.from_data and fail.
+accounts = app.Table(topics.ACCOUNT_TABLE, default=None, partitions=settings.partitions, key_type=bytes)
+
+
+def load_state(account: str) -> dict | None:
+    return accounts.get(account.encode())
 
 
 def _rate(cdr: dict, plan: str):
@@ -45,7 +50,7 @@ async def _charge_partition(part: int, evs: list) -> None:
     # Arrival order keeps each topic-partition in offset order, which replay detection relies on.
     msgs = [to_msg(e) for e in evs]
     try:
-        res, states = charge_partition(msgs, accounts.get, _rate, now, settings.dedup_horizon_days)
+        res, states = charge_partition(msgs, load_state, _rate, now, settings.dedup_horizon_days)
     except Exception:
         # A bug must not stop billing for every account: log loudly, count, and move on. The
         # input stays in Kafka, so it can be replayed once fixed.
@@ -62,7 +67,7 @@ async def _charge_partition(part: int, evs: list) -> None:
         await barring_topic.send(key=ev["account"].encode(), value=codecs.encode(codecs.BARRING, ev))
     with acting_as(evs[-1]):
         for acct in res.touched:
-            accounts[acct] = states[acct]
+            accounts[acct.encode()] = states[acct]
     for acct in res.touched:
         await state_topic.send(key=acct.encode(),
                                value=codecs.encode(codecs.STATE, credit.snapshot(states[acct], now)))
