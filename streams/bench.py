@@ -539,6 +539,7 @@ def run_bench(opts: BenchOptions, progress: Step | None = None) -> dict:
         done = poller.wait_for(lambda st: _landed_total(st) - base >= opts.cdrs, opts.timeout_s,
                                "every CDR to land as rated or rejected", check=stack.check_alive,
                                tick=lambda st: step(None, phase="land", completed=_landed_total(st) - base))
+        step(None, phase="land", completed=opts.cdrs)
         e2e_s = (done["wall_ms"] - wall0) / 1000
         landed1 = done["status"]["landed"]
         flood_lags = landing_lags(marks, poller.samples, base)
@@ -586,6 +587,7 @@ def run_bench(opts: BenchOptions, progress: Step | None = None) -> dict:
             poller.wait_for(lambda st: _landed_total(st) - base2 >= n_lat, opts.timeout_s,
                             "the paced CDRs to land", check=stack.check_alive,
                             tick=lambda st: step(None, phase="land", completed=_landed_total(st) - base2))
+            step(None, phase="land", completed=n_lat)
             drain = time.monotonic() + 10
             time.sleep(1.0)
             while time.monotonic() < drain and time.monotonic() - watcher.last_msg < 1.5:
@@ -629,6 +631,7 @@ def run_bench(opts: BenchOptions, progress: Step | None = None) -> dict:
         result["worker_counts"] = counts
         final = stack.sink_status()
         result["landed"] = final["landed"]
+        pub = None                 # close the producer before its broker goes away
         stack.stop()
 
         # ---- phase 4: stage profile (nothing else running) -------------------------------------

@@ -15,7 +15,8 @@ at most 6 decimals, no exponents, never floats. Commands are keyed by account (m
 they reach the worker that holds the account.
 
 CSV columns (header required): ``account,credit[,period,tz,soft_pct,plan,allow,user_thresholds]``
-with ``allow`` as space-separated prefixes and ``user_thresholds`` as ``*=10,20;101=5,8``.
+with ``allow`` as space-separated prefixes and ``user_thresholds`` as ``"*=10,20;101=5,8"`` (quoted:
+it contains commas).
 YAML: a list of mappings with the same keys (or ``{accounts: [...]}``); ``allow`` may be a
 list and ``user_thresholds`` a mapping ``{"*": ["10", "20"]}``. Quote amounts in YAML.
 """
