@@ -4,6 +4,7 @@ of stdout."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 
@@ -37,10 +38,11 @@ def cmd_bench(args) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from streams.bench import BenchOptions, run_bench
-    from streams.cli.main import UserError
-
     if args.cdrs < 1 or args.accounts < 1 or args.workers < 1 or args.batch_size < 1:
-        raise UserError("--cdrs, --accounts, --workers and --batch-size must be at least 1")
+        # Printed here rather than raised as UserError: under `python -m streams.cli.main` that
+        # class lives in __main__, so a raise from here would not be caught as one.
+        print("cdrflow bench: --cdrs, --accounts, --workers and --batch-size must be at least 1", file=sys.stderr)
+        return 2
     opts = BenchOptions(cdrs=args.cdrs, accounts=args.accounts, mode=args.mode, workers=args.workers,
                         batch_size=args.batch_size, seed=args.seed, latency=args.latency, rate=args.rate,
                         latency_seconds=args.latency_seconds, latency_accounts=args.latency_accounts,
