@@ -28,7 +28,7 @@ from sinks.clickhouse.columns import to_columns
 
 log = logging.getLogger("cdrflow.sink")
 
-TOPICS = ("cdr.rated", "cdr.rejected", "account.barring", "account.state")
+TOPICS = ("cdr.rated", "cdr.rejected", "account.barring", "account.state", "account.notifications")
 GROUP = "cdrflow-sink"
 
 # Record type → table. Routing by the decoded type, not by topic, keeps a mis-published record
@@ -39,6 +39,7 @@ TABLE_OF = {
     "cdr.v1.RejectedCdr": "cdr_rejected",
     "account.v1.BarringEvent": "barring_events",
     "account.v1.AccountState": "account_state_history",
+    "account.v1.Notification": "notifications",
 }
 
 
@@ -56,6 +57,8 @@ def row_key(table: str, rec: dict) -> Any:
         return rec["cdr_key"]
     if table == "cdr_rejected":
         return rec["reject_id"]
+    if table == "notifications":
+        return rec["notification_id"]
     return (rec["account"], rec["seq"])
 
 
@@ -127,7 +130,8 @@ class Batch:
 
 
 DEFAULT_TOPIC_TABLE = {"cdr.rated": "cdr_rated", "cdr.rejected": "cdr_rejected",
-                       "account.barring": "barring_events", "account.state": "account_state_history"}
+                       "account.barring": "barring_events", "account.state": "account_state_history",
+                       "account.notifications": "notifications"}
 
 
 # ----------------------------------------------------------------------------------- metrics

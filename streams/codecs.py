@@ -32,6 +32,7 @@ REJECTED = "cdr.v1.RejectedCdr"
 BARRING = "account.v1.BarringEvent"
 STATE = "account.v1.AccountState"
 CONTROL = "account.v1.ControlCommand"
+NOTIFICATION = "account.v1.Notification"
 
 # Batch types and the record type they carry.
 BATCH_OF = {CANONICAL_BATCH: CANONICAL, RATED_BATCH: RATED}

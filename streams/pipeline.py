@@ -59,4 +59,5 @@ def _copy_state(st: dict | None) -> dict | None:
         out[k] = dict(st[k])
     out["seen"] = {d: list(v) for d, v in st.get("seen", {}).items()}
     out["recent"] = list(st.get("recent", []))
+    out["users"] = dict(st.get("users", {}))
     return out

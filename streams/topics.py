@@ -15,6 +15,7 @@ RATED = "cdr.rated"              # RatedBatch per account partition
 REJECTED = "cdr.rejected"        # RejectedCdr, key = reject id
 BARRING = "account.barring"      # BarringEvent, key = account
 STATE = "account.state"          # AccountState, key = account (compacted)
+NOTIFICATIONS = "account.notifications"  # Notification (partner limits, service-user thresholds)
 TARIFFS = "tariff.plans"         # tariff files, key = plan (compacted)
 
 ACCOUNT_TABLE = "accounts"       # Faust table name; changelog is cdrflow-accounts-changelog
@@ -35,6 +36,7 @@ SPECS = [
     TopicSpec(REJECTED, False),
     TopicSpec(BARRING, True),
     TopicSpec(STATE, True, compacted=True),
+    TopicSpec(NOTIFICATIONS, True),
     TopicSpec(TARIFFS, False, compacted=True),
 ]
 

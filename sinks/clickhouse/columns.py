@@ -64,6 +64,11 @@ TABLES: dict[str, tuple[Column, ...]] = {
         _c("max_rate_micros_per_min", "i64"), _c("allowed_destinations", "strs"),
         _c("correction", "bool"),
     ),
+    "notifications": (
+        _c("notification_id", "str"), _c("account", "str"), _c("service_user", "str"), _c("period", "lc_str"),
+        _c("kind", "lc_str"), _c("spend_micros", "i64"), _c("threshold_micros", "i64"),
+        _c("at_time", "time", "at_ms"), _c("cause_cdr_key", "nstr"), _c("correction", "bool"),
+    ),
     "account_state_history": (
         _c("account", "str"), _c("period", "lc_str"), _c("profile", "lc_str"), _c("spend_micros", "i64"),
         _c("credit_micros", "i64"), _c("soft_limit_micros", "i64"), _c("seq", "i64"),

@@ -151,15 +151,26 @@ def create_account_state_history(database: str, version: Version) -> str:
             f"{_settings_sql(version)}")
 
 
+def create_notifications(database: str, version: Version) -> str:
+    # notification_id is stable across replays (account:user:period:threshold or the limit's
+    # seq), so a re-sent notification collapses; account first for "what did this customer get".
+    return (f"CREATE TABLE IF NOT EXISTS {table_ref(database, 'notifications')} (\n"
+            f"    {_columns_sql('notifications', version)}\n"
+            ") ENGINE = ReplacingMergeTree\n"
+            "ORDER BY (account, notification_id)\n"
+            f"{_settings_sql(version)}")
+
+
 # Append only; never renumber or edit an applied migration — add a new one instead.
 MIGRATIONS: list[tuple[int, str, Callable[[str, Version], list[str]]]] = [
     (1, "cdr_rated", lambda db, v: [create_cdr_rated(db, v)]),
     (2, "cdr_rejected", lambda db, v: [create_cdr_rejected(db, v)]),
     (3, "barring_events", lambda db, v: [create_barring_events(db, v)]),
     (4, "account_state_history", lambda db, v: [create_account_state_history(db, v)]),
+    (5, "notifications", lambda db, v: [create_notifications(db, v)]),
 ]
 
-LANDING_TABLES = ("cdr_rated", "cdr_rejected", "barring_events", "account_state_history")
+LANDING_TABLES = ("cdr_rated", "cdr_rejected", "barring_events", "account_state_history", "notifications")
 
 
 def applied_versions_sql(database: str) -> str:

@@ -23,6 +23,7 @@ rated_topic = app.topic(topics.RATED, partitions=settings.partitions, value_seri
 rejected_topic = app.topic(topics.REJECTED, partitions=settings.partitions, value_serializer="raw")
 barring_topic = app.topic(topics.BARRING, partitions=settings.partitions, value_serializer="raw")
 state_topic = app.topic(topics.STATE, partitions=settings.partitions, value_serializer="raw")
+notification_topic = app.topic(topics.NOTIFICATIONS, partitions=settings.partitions, value_serializer="raw")
 
 # Keys are the account's UTF-8 bytes (raw codec): Faust's web router hashes the serialized key
 # with murmur2, and only raw bytes hash to the partition every producer routes the account to.
@@ -65,6 +66,8 @@ async def _charge_partition(part: int, evs: list) -> None:
         await rejected_topic.send(key=rej["reject_id"].encode(), value=codecs.encode(codecs.REJECTED, rej))
     for ev in res.events:
         await barring_topic.send(key=ev["account"].encode(), value=codecs.encode(codecs.BARRING, ev))
+    for note in res.notifications:
+        await notification_topic.send(key=note["account"].encode(), value=codecs.encode(codecs.NOTIFICATION, note))
     with acting_as(evs[-1]):
         for acct in res.touched:
             accounts[acct.encode()] = states[acct]
@@ -76,6 +79,7 @@ async def _charge_partition(part: int, evs: list) -> None:
     count("duplicates", res.duplicates)
     count("rejected_charge", len(res.rejects))
     count("barring_events", len(res.events))
+    count("notifications", len(res.notifications))
     count("commands", res.commands)
     for err in res.command_errors:
         log.warning("control command refused: %s", err)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
 
-from streams.core import credit
+from streams.core import credit, thresholds
 from streams.core.keys import reject_id
 from streams.core.periods import period_of
 from streams.core.reasons import Reason, RejectError
@@ -30,6 +30,7 @@ class BatchResult:
     rated: list[dict] = field(default_factory=list)
     rejects: list[dict] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
+    notifications: list[dict] = field(default_factory=list)
     touched: set[str] = field(default_factory=set)
     duplicates: int = 0
     redelivered: int = 0
@@ -100,13 +101,14 @@ class ChargeBatch:
         if state is not None and credit.is_replay(state, topic, offset):
             return
         try:
-            state, events = credit.apply_command(state, cmd, self.now_ms)
+            state, events = thresholds.apply_account_command(state, cmd, self.now_ms)
         except (KeyError, ValueError) as exc:
             self.out.command_errors.append(f"{acct}: {exc}")
             return
         credit.mark_offset(state, topic, offset)
         self.states[acct] = state
         self._emit(state, events)
+        self.out.notifications += thresholds.notifications_from_barring(events)
         self.out.touched.add(acct)
 
     def cdrs(self, cdrs: list[dict], topic: str, partition: int, offset: int) -> None:
@@ -144,11 +146,15 @@ class ChargeBatch:
             self._reject(cdr, exc.reason, exc.detail)
             return
         period = period_of(start_ms, cfg.timezone, cfg.period_kind)
-        events = credit.apply_charge(state, period, r.cost_micros, self.now_ms, cdr["cdr_key"],
-                                     cdr.get("ingest_ms"))
+        # Spend, limits and the service user's monthly thresholds move together.
+        events, notes = thresholds.apply_cdr_charge(
+            state, period=period, start_ms=start_ms, service_user=cdr.get("service_user", ""),
+            cost_micros=r.cost_micros, at_ms=self.now_ms, cause_key=cdr["cdr_key"],
+            cause_ingest_ms=cdr.get("ingest_ms"))
         seen_day.append(short)
         self.out.rated.append(rated_record(cdr, r, period, self.now_ms))
         self._emit(state, events)
+        self.out.notifications.extend(notes)
         self.out.touched.add(acct)
 
     def _re_emit(self, state: dict, cdr: dict, cfg) -> None:
@@ -160,14 +166,14 @@ class ChargeBatch:
         period = period_of(_ms(cdr["start_ms"]), cfg.timezone, cfg.period_kind)
         self.out.rated.append(rated_record(cdr, r, period, self.now_ms))
         self.out.events.extend(e for e in state.get("recent", []) if e["cause_cdr_key"] == cdr["cdr_key"])
+        self.out.notifications.extend(thresholds.redelivered(state, cdr["cdr_key"]))
 
     def _emit(self, state: dict, events: list[dict]) -> None:
         if not events:
             return
         self.out.events.extend(events)
-        recent = state.setdefault("recent", [])
-        recent.extend(events)
-        del recent[:-RECENT_EVENTS]
+        # A new list, never an in-place change: the old one may be the table's stored value.
+        state["recent"] = (state.get("recent", []) + events)[-RECENT_EVENTS:]
 
     def _reject(self, cdr: dict, reason: Reason, detail: str) -> None:
         self.out.rejects.append(make_reject(

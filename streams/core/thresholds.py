@@ -104,15 +104,20 @@ def apply_user_charge(users_state: dict, user: str, period: str, cost_micros: in
                       *, account: str) -> list[dict]:
     """Add one charge to ``user``'s spend in ``period``; return the notifications it caused.
 
-    ``users_state`` is ``state["users"]`` (mutated). A user with no thresholds still has its
+    ``users_state`` is ``state["users"]``: the user's entry is replaced by an updated copy (never
+    mutated in place), so only the top-level dict must belong to the caller. A user with no thresholds still has its
     spend counted, so that thresholds configured later in the month see the real spend."""
     if not user:
         return []
-    u = users_state.setdefault(user, {"spend": {}, "fired": {}})
-    spend, fired = u["spend"], u["fired"]
-    retained = sorted(spend)
-    if period not in spend and len(retained) >= KEEP_PERIODS and period < retained[0]:
+    prev = users_state.get(user) or {"spend": {}, "fired": {}}
+    retained = sorted(prev["spend"])
+    if period not in prev["spend"] and len(retained) >= KEEP_PERIODS and period < retained[0]:
         return []  # older than every retained month: see the module docstring
+    # Copy-on-write of this user's entry: the caller's state may share nested values with the
+    # stored table value, which must not change before the batch is written back.
+    spend = dict(prev["spend"])
+    fired = {p: list(v) for p, v in prev["fired"].items()}
+    users_state[user] = {"spend": spend, "fired": fired}
     after = spend.get(period, 0) + int(cost_micros)
     spend[period] = after
     for p in sorted(spend)[:-KEEP_PERIODS]:
@@ -218,9 +223,8 @@ def apply_cdr_charge(state: dict, *, period: str, start_ms: int, service_user: s
 
 def remember(state: dict, notes: list[dict]) -> None:
     if notes:
-        recent = state.setdefault(RECENT_KEY, [])
-        recent.extend(notes)
-        del recent[:-RECENT_NOTIFICATIONS]
+        # A new list (not extend): the stored table value may share the old one.
+        state[RECENT_KEY] = [*state.get(RECENT_KEY, []), *notes][-RECENT_NOTIFICATIONS:]
 
 
 def redelivered(state: dict, cause_key: str) -> list[dict]:

@@ -30,10 +30,10 @@ def argmax_money(backend: Backend) -> int:
 
 
 def test_migrate_is_idempotent(ch_backend):
-    assert ddl.migrate(ch_backend) == [1, 2, 3, 4]
+    assert ddl.migrate(ch_backend) == [1, 2, 3, 4, 5]
     assert ddl.migrate(ch_backend) == []
     rows = ch_backend.query(f"SELECT count() FROM {ch_backend.database}.schema_migrations FINAL")
-    assert rows[0][0] == 4
+    assert rows[0][0] == len(ddl.MIGRATIONS)
     assert ddl.landed_counts(ch_backend) == {t: 0 for t in ddl.LANDING_TABLES}
     assert ddl.money_total_micros(ch_backend) == 0
 
@@ -53,7 +53,8 @@ def test_retry_does_not_double_and_rerate_replaces(ch_backend):
         land(ch_backend, "account_state_history", states, token="account.state:0:0-7")
 
     counts = ddl.landed_counts(ch_backend)
-    assert counts == {"cdr_rated": 500, "cdr_rejected": 40, "barring_events": 5, "account_state_history": 8}
+    assert counts == {"cdr_rated": 500, "cdr_rejected": 40, "barring_events": 5, "account_state_history": 8,
+                      "notifications": 0}
     assert ddl.money_total_micros(ch_backend) == expected
     assert argmax_money(ch_backend) == expected
 

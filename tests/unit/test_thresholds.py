@@ -211,3 +211,20 @@ def test_sums_and_crossings_match_an_independent_count(charges, a, b):
         # costs are non-negative here, so "crossed once" is "the total reached it"
         assert kinds.count("user_threshold_1") == (total >= t1)
         assert kinds.count("user_threshold_2") == (total >= t2)
+
+
+def test_stored_values_are_never_mutated_in_place():
+    """pipeline._copy_state copies only some keys; a shared nested value must stay untouched."""
+    import copy
+
+    stored = provision(user_thresholds={"*": [10, 20]})
+    TH.apply_cdr_charge(stored, period="2026-W45", start_ms=ms(2026, 11, 3), service_user="101", cost_micros=15,
+                        at_ms=1, cause_key="a")
+    snapshot = copy.deepcopy(stored)
+    working = dict(stored)
+    working["users"] = dict(stored["users"])                 # what the lead's _copy_state adds
+    working.update(spend=dict(stored["spend"]), off=dict(stored["off"]), cfg=dict(stored["cfg"]))
+    TH.apply_cdr_charge(working, period="2026-W45", start_ms=ms(2026, 11, 3), service_user="101", cost_micros=10,
+                        at_ms=2, cause_key="b")
+    assert stored == snapshot
+    assert TH.user_spend(working, "101", "2026-11") == 25 and len(working["recent_notifications"]) == 2
