@@ -88,3 +88,12 @@ async def _charge_partition(part: int, evs: list) -> None:
 @app.page("/cdrflow/stats")
 async def stats(web, request):
     return web.json(dict(COUNTS))
+
+
+@app.page("/cdrflow/assignment")
+async def assignment(web, request):
+    """Which account partitions this worker owns, and whether a rebalance is in progress: lets
+    orchestration and tests wait for a real take-over instead of guessing."""
+    actives = app.assignor.assigned_actives() if app.assignor else set()
+    owned = sorted(tp.partition for tp in actives if tp.topic == topics.NORMALIZED)
+    return web.json({"partitions": owned, "rebalancing": bool(app.rebalancing)})

@@ -79,6 +79,7 @@ def run_demo(opts: DemoOptions, progress=None) -> dict:
         step("starting broker, workers and sink")
         stack.start()
         stack.wait_workers_ready(120)
+        stack.wait_balanced(180)
         pub = Publisher(stack.client_conf)
         accounts = make_accounts(opts.accounts, seed=opts.seed)
         now = utc_now_ms()

@@ -95,6 +95,24 @@ class LocalStack:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/cdrflow/stats", timeout=5) as r:
             return json.load(r)
 
+    def assignment(self, name: str) -> dict:
+        port = self.worker_ports[name]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/cdrflow/assignment", timeout=5) as r:
+            return json.load(r)
+
+    def wait_balanced(self, timeout_s: float = 120) -> dict[str, list[int]]:
+        """Wait until every worker owns partitions and together they own all of them."""
+        def balanced() -> bool:
+            try:
+                got = {n: self.assignment(n) for n in self.worker_ports}
+            except OSError:
+                return False
+            owned = [p for a in got.values() for p in a["partitions"]]
+            return (all(a["partitions"] and not a["rebalancing"] for a in got.values())
+                    and sorted(owned) == list(range(self.partitions)))
+        wait_until(balanced, timeout_s, what="a balanced partition assignment", check=self.check_alive)
+        return {n: self.assignment(n)["partitions"] for n in self.worker_ports}
+
     def check_alive(self) -> None:
         for name, child in self.children.items():
             if not child.alive():
@@ -102,6 +120,7 @@ class LocalStack:
                                    f"last lines of {child.log_path}:\n{child.tail()}")
 
     def stop_child(self, name: str) -> None:
+        self.worker_ports.pop(name, None)
         child = self.children.pop(name, None)
         if child:
             child.stop()

@@ -38,10 +38,13 @@ def test_partitions_move_between_two_workers_and_state_stays_right(tmp_path):
         publish_and_wait(records[:1500], 1500)
         stack.start_worker("worker-2")                 # rebalance: half the partitions move over
         stack.wait_workers_ready(120)
+        split = stack.wait_balanced(120)
+        assert split["worker-1"] and split["worker-2"]
         publish_and_wait(records[1500:3000], 3000)
         stats2 = stack.worker_stats("worker-2")
         assert stats2.get("rated", 0) > 0, "worker-2 should have taken partitions over"
         stack.stop_child("worker-1")                   # everything moves to worker-2
+        assert stack.wait_balanced(120) == {"worker-2": list(range(stack.partitions))}
         publish_and_wait(records[3000:], 4500)
         time.sleep(2)
 
