@@ -208,7 +208,28 @@ def apply_command(state: dict | None, cmd: dict, now_ms: int) -> tuple[dict, lis
         if prof == P.NORMAL:
             state["unbarred"] = True
         return state, _transition_if_changed(state, cfg, old, "profile_set", now_ms)
+    if action == "adjust_spend":
+        return state, adjust_spend(state, cmd.get("period") or state["period"], int(cmd["delta_micros"]), now_ms)
     raise ValueError(f"unknown action {action!r}")
+
+
+def adjust_spend(state: dict, period: str, delta_micros: int, now_ms: int) -> list[dict]:
+    """A rerate changed a period's spend by ``delta_micros`` (either sign). The current period
+    re-evaluates the profile (a transition with reason ``rerate``); a past period only gets a
+    correction event when it crosses a limit, like a late CDR."""
+    cfg = config(state)
+    if period > state["period"]:
+        roll_period(state, period, now_ms)
+    if period < state["period"]:
+        before = state["spend"].get(period, 0)
+        state["spend"][period] = before + delta_micros
+        old, new = computed_profile(before, cfg, False), computed_profile(before + delta_micros, cfg, False)
+        if old != new:
+            return [_event(state, cfg, period, old, new, "rerate", now_ms, None, None, correction=True)]
+        return []
+    old = effective_profile(state, cfg)
+    state["spend"][period] = state["spend"].get(period, 0) + delta_micros
+    return _transition_if_changed(state, cfg, old, "rerate", now_ms)
 
 
 def _reconfigure(state: dict, cfg: AccountConfig, reason: str, now_ms: int) -> tuple[dict, list[dict]]:

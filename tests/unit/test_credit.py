@@ -143,3 +143,15 @@ def test_config_validation():
     with pytest.raises(ValueError):
         credit.AccountConfig("a", soft_limit_pct=0)
     assert ZoneInfo(AMS)  # the zone exists on this machine
+
+
+def test_rerate_adjustment_moves_the_profile_both_ways():
+    st = provision()
+    credit.apply_charge(st, "2026-11", 7_000_000, 0, "k")
+    _, [up] = credit.apply_command(st, {"account": "A1", "action": "adjust_spend", "period": "2026-11",
+                                        "delta_micros": 1_500_000}, 1)
+    assert (up["old_profile"], up["new_profile"], up["reason"]) == ("normal", "low_credit", "rerate")
+    assert up["spend_micros"] == 8_500_000
+    _, [down] = credit.apply_command(st, {"account": "A1", "action": "adjust_spend", "period": "2026-11",
+                                          "delta_micros": -2_000_000}, 2)
+    assert down["new_profile"] == "normal" and down["spend_micros"] == 6_500_000
