@@ -23,11 +23,13 @@ def register(sub) -> None:
     p.add_argument("--no-bad-inputs", action="store_true", help="do not mix broken inputs into the stream")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")
     p.add_argument("--workdir", type=Path, help="where logs, ClickHouse data and the report go")
+    _target_args(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("up", help="start the local stack and keep it running until Ctrl-C")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--workdir", type=Path, default=Path("var/up"))
+    _target_args(p)
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("worker", help="run one Faust worker (configured by CDRFLOW_* variables)")
@@ -37,12 +39,19 @@ def register(sub) -> None:
     p.set_defaults(func=lambda a: __import__("sinks.landing", fromlist=["main"]).main([]))
 
 
+def _target_args(p) -> None:
+    p.add_argument("--bootstrap", help="use this Kafka instead of starting tansu (SASL/TLS from CDRFLOW_KAFKA_*)")
+    p.add_argument("--clickhouse", help="land in this ClickHouse (clickhouse://user:pass@host:9000/db) "
+                                        "instead of chdb in the work directory")
+
+
 def cmd_demo(args) -> int:
     from streams.local.demo import DemoOptions, dumps, run_demo
 
     console = Console(stderr=True)
     opts = DemoOptions(cdrs=args.cdrs, accounts=args.accounts, mode=args.mode, workers=args.workers,
-                       seed=args.seed, bad_inputs=not args.no_bad_inputs, workdir=args.workdir)
+                       seed=args.seed, bad_inputs=not args.no_bad_inputs, workdir=args.workdir,
+                       bootstrap=args.bootstrap, clickhouse=args.clickhouse)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as progress:
         task = progress.add_task("landing", total=None)
@@ -75,7 +84,7 @@ def cmd_up(args) -> int:
     from streams.local.stack import LocalStack
 
     console = Console()
-    stack = LocalStack(args.workdir, workers=args.workers)
+    stack = LocalStack(args.workdir, workers=args.workers, bootstrap=args.bootstrap, clickhouse=args.clickhouse)
     stack.start()
     try:
         stack.wait_workers_ready(120)

@@ -40,6 +40,8 @@ class DemoOptions:
     timeout_s: float = 600
     workdir: Path | None = None
     report: bool = True
+    bootstrap: str | None = None       # external Kafka instead of tansu
+    clickhouse: str | None = None      # clickhouse:// URL instead of chdb
 
 
 def kafka_rated_total(client_conf: dict, expect_keys: int, timeout_s: float = 60) -> tuple[int, int]:
@@ -72,7 +74,7 @@ def run_demo(opts: DemoOptions, progress=None) -> dict:
     t0 = time.monotonic()
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     workdir = opts.workdir or Path("var") / "runs" / stamp
-    stack = LocalStack(workdir, workers=opts.workers)
+    stack = LocalStack(workdir, workers=opts.workers, bootstrap=opts.bootstrap, clickhouse=opts.clickhouse)
     step = progress or (lambda *a, **k: None)
     summary: dict = {}
     try:

@@ -42,7 +42,10 @@ class LocalStack:
             if self.bootstrap is None:
                 broker, self.bootstrap = start_tansu(self.log_dir)
                 self.children["tansu"] = broker
-            self.client_conf = {**self.client_conf, "bootstrap.servers": self.bootstrap}
+            # SASL/TLS settings from CDRFLOW_KAFKA_* pass through to every client we create.
+            from streams.settings import get_settings
+            self.client_conf = {**get_settings().kafka_client_config(), **self.client_conf,
+                                "bootstrap.servers": self.bootstrap}
             create_topics(self.client_conf, self.partitions, self.raw_partitions)
             for i in range(self.workers):
                 self.start_worker(f"worker-{i + 1}")

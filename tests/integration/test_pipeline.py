@@ -166,3 +166,14 @@ def test_authorize_endpoint_on_the_owning_worker(stack):
     assert ask("112").json()["reason"] == "always_allowed"
     r = httpx.get(f"{url}/authorize", params={"account": "NOBODY", "destination": "0201234567"}, timeout=10)
     assert r.status_code == 404 and r.json()["reason"] == "unknown_account"
+
+
+def test_demo_lands_in_a_real_clickhouse_server(tmp_path, clickhouse_url):
+    """The same landing code against Debian's clickhouse-server over the native protocol."""
+    from streams.local.demo import DemoOptions, run_demo
+    from tests.support.conftest_clickhouse import _fresh_database_url
+
+    url = _fresh_database_url(clickhouse_url)
+    s = run_demo(DemoOptions(cdrs=1200, accounts=40, workdir=tmp_path / "run", clickhouse=url))
+    assert s["balanced"] and s["money_matches"], s
+    assert s["landed_rated"] == 1200 and Path(s["report"]).exists()
