@@ -366,6 +366,8 @@ def main(argv=None) -> int:
         # Offsets move only after ClickHouse has the rows (see Sink.flush).
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
+        # tansu answers a fetch only when the wait expires; 500 ms (the default) adds to landing lag.
+        "fetch.wait.max.ms": 100,
         "session.timeout.ms": args.session_timeout_ms,
     })
     sink = Sink(consumer, backend, max_rows=args.batch_rows, max_age_s=args.batch_seconds)

@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     max_message_bytes: int = 8 * 1024 * 1024
     max_batch_records: int = 50_000       # more than this in one message is an array bomb
     dedup_horizon_days: int = 35
+    period_check_s: float = 60.0          # how often idle accounts are checked for a new period
     broker_is_tansu: bool = True          # enables the high-watermark correction (see tansu_compat)
 
     web_host: str = "127.0.0.1"

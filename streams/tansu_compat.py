@@ -49,9 +49,33 @@ def true_end_offsets(client_conf: dict, reported: dict[tuple[str, int], int], ti
     return result
 
 
+FETCH_MAX_WAIT_MS = 100
+
+
+def _short_fetch_wait() -> None:
+    """tansu does not answer a fetch early when data arrives, so a consumer waits the full
+    fetch_max_wait_ms, which Faust hard-codes to 1500 ms. Measured: produce->receive p50 382 ms
+    at 1500 ms and 11 ms at 100 ms. Under load fetches return full, so throughput is unaffected."""
+    import aiokafka
+
+    if getattr(aiokafka.AIOKafkaConsumer, "_cdrflow_patched", False):
+        return
+    original = aiokafka.AIOKafkaConsumer.__init__
+
+    def __init__(self, *args, **kwargs):
+        if kwargs.get("fetch_max_wait_ms", 500) > FETCH_MAX_WAIT_MS:
+            kwargs["fetch_max_wait_ms"] = FETCH_MAX_WAIT_MS
+        original(self, *args, **kwargs)
+
+    aiokafka.AIOKafkaConsumer.__init__ = __init__
+    aiokafka.AIOKafkaConsumer._cdrflow_patched = True
+
+
 def install(client_conf: dict) -> None:
-    """Patch faust's Recovery so it uses the corrected watermarks."""
+    """Patch faust's Recovery so it uses the corrected watermarks, and shorten fetch waits."""
     from faust.tables.recovery import Recovery
+
+    _short_fetch_wait()
 
     if getattr(Recovery, "_cdrflow_patched", False):
         return

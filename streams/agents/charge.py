@@ -12,6 +12,7 @@ from streams.app import app, settings
 from streams.batching import acting_as, by_partition, to_msg
 from streams.core import credit
 from streams.core.charge import utc_now_ms
+from streams.core.periods import period_of
 from streams.metrics import COUNTS, count
 from streams.pipeline import charge_partition
 from streams.tariffs import current_book
@@ -23,6 +24,7 @@ rated_topic = app.topic(topics.RATED, partitions=settings.partitions, value_seri
 rejected_topic = app.topic(topics.REJECTED, partitions=settings.partitions, value_serializer="raw")
 barring_topic = app.topic(topics.BARRING, partitions=settings.partitions, value_serializer="raw")
 state_topic = app.topic(topics.STATE, partitions=settings.partitions, value_serializer="raw")
+control_topic = app.topic(topics.CONTROL, partitions=settings.partitions, value_serializer="raw")
 notification_topic = app.topic(topics.NOTIFICATIONS, partitions=settings.partitions, value_serializer="raw")
 
 # Keys are the account's UTF-8 bytes (raw codec): Faust's web router hashes the serialized key
@@ -83,6 +85,28 @@ async def _charge_partition(part: int, evs: list) -> None:
     count("commands", res.commands)
     for err in res.command_errors:
         log.warning("control command refused: %s", err)
+
+
+@app.timer(interval=settings.period_check_s)
+async def close_periods():
+    """Reset idle accounts at their local period boundary. The timer only *asks* (a roll_period
+    command on the account's control partition); the agent applies it in order with the CDRs,
+    so the state is only ever written from stream iteration."""
+    now = utc_now_ms()
+    labels: dict[tuple[str, str], str] = {}
+    due = []
+    for key, st in list(accounts.items()):
+        cfg = st["cfg"]
+        zone_kind = (cfg["timezone"], cfg["period_kind"])
+        label = labels.get(zone_kind)
+        if label is None:
+            label = labels[zone_kind] = period_of(now, *zone_kind)
+        if label > st["period"]:
+            due.append(key.decode() if isinstance(key, bytes) else key)
+    for acct in due:
+        cmd = {"command_id": f"roll:{acct}:{now}", "account": acct, "action": "roll_period", "issued_ms": now}
+        await control_topic.send(key=acct.encode(), value=codecs.encode(codecs.CONTROL, cmd))
+    count("period_rolls_requested", len(due))
 
 
 @app.page("/cdrflow/stats")

@@ -208,6 +208,9 @@ def apply_command(state: dict | None, cmd: dict, now_ms: int) -> tuple[dict, lis
         if prof == P.NORMAL:
             state["unbarred"] = True
         return state, _transition_if_changed(state, cfg, old, "profile_set", now_ms)
+    if action == "roll_period":
+        # Sent by the worker's period timer: resets an idle account at its local boundary.
+        return state, roll_period(state, period_of(now_ms, cfg.timezone, cfg.period_kind), now_ms)
     if action == "adjust_spend":
         return state, adjust_spend(state, cmd.get("period") or state["period"], int(cmd["delta_micros"]), now_ms)
     raise ValueError(f"unknown action {action!r}")

@@ -155,3 +155,12 @@ def test_rerate_adjustment_moves_the_profile_both_ways():
     _, [down] = credit.apply_command(st, {"account": "A1", "action": "adjust_spend", "period": "2026-11",
                                           "delta_micros": -2_000_000}, 2)
     assert down["new_profile"] == "normal" and down["spend_micros"] == 6_500_000
+
+
+def test_roll_period_command_resets_an_idle_account_at_its_local_boundary():
+    st = provision(kind="weekly", now=ms(2026, 11, 29, 22))         # Sunday 23:00 Amsterdam, W48
+    credit.apply_charge(st, "2026-W48", 20_000_000, 0, "k")
+    _, none = credit.apply_command(st, {"account": "A1", "action": "roll_period"}, ms(2026, 11, 29, 22, 59))
+    assert none == []
+    _, [ev] = credit.apply_command(st, {"account": "A1", "action": "roll_period"}, ms(2026, 11, 29, 23, 0))
+    assert (ev["reason"], ev["new_profile"], ev["period"]) == ("period_reset", "normal", "2026-W49")
