@@ -182,7 +182,9 @@ def apply_command(state: dict | None, cmd: dict, now_ms: int) -> tuple[dict, lis
             soft_limit_pct=int(cmd.get("soft_limit_pct") or 80), tariff_plan=cmd.get("tariff_plan") or "default",
             always_allowed=tuple(cmd.get("always_allowed") or ()))
         if state is None:
-            return new_state(cfg, now_ms), []
+            # The account starts in the period of the command's issue time, not of whenever the
+            # agent happens to apply it: a replayed or delayed provisioning gives the same state.
+            return new_state(cfg, int(cmd.get("issued_ms") or now_ms)), []
         return _reconfigure(state, cfg, "credit_changed", now_ms)
     if state is None:
         raise KeyError(f"account {cmd['account']!r} is not provisioned")
