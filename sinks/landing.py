@@ -138,7 +138,7 @@ DEFAULT_TOPIC_TABLE = {"cdr.rated": "cdr_rated", "cdr.rejected": "cdr_rejected",
 
 class Metrics:
     def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter
+        from prometheus_client import CollectorRegistry, Counter, Gauge
 
         # A private registry: several sinks in one test process must not collide.
         self.registry = CollectorRegistry()
@@ -149,6 +149,36 @@ class Metrics:
         self.undecodable = Counter("cdrflow_sink_undecodable", "Messages that did not decode",
                                    registry=self.registry)
         self.n_batches = self.n_rows = self.n_retries = self.n_undecodable = 0
+        # Consumer lag per partition = (last offset seen + 1) − committed offset: read but not yet
+        # landed and committed. Deliberately not against the broker's high watermark: tansu's
+        # ListOffsets high watermark is wrong, so lag computed from it would be meaningless.
+        self.lag = Gauge("cdrflow_sink_consumer_lag", "Messages read but not yet landed and committed",
+                         ["topic", "partition"], registry=self.registry)
+        self.seen: dict[tuple[str, int], int] = {}
+        self.committed: dict[tuple[str, int], int] = {}
+        self.first_seen: dict[tuple[str, int], int] = {}
+
+    def lag_of(self, key: tuple[str, int]) -> int:
+        seen = self.seen.get(key)
+        if seen is None:
+            return 0
+        # Before this process commits a partition, count from the first offset it read there.
+        base = self.committed.get(key, self.first_seen.get(key, seen + 1))
+        return max(0, seen + 1 - base)
+
+    def note_seen(self, topic: str, partition: int, offset: int) -> None:
+        key = (topic, partition)
+        self.first_seen.setdefault(key, offset)
+        if offset > self.seen.get(key, -1):
+            self.seen[key] = offset
+        self.lag.labels(topic, str(partition)).set(self.lag_of(key))
+
+    def note_committed(self, topic: str, partition: int, next_offset: int) -> None:
+        self.committed[(topic, partition)] = next_offset
+        self.lag.labels(topic, str(partition)).set(self.lag_of((topic, partition)))
+
+    def lag_by_partition(self) -> dict[str, int]:
+        return {f"{t}:{p}": self.lag_of((t, p)) for t, p in sorted(self.seen)}
 
 
 # -------------------------------------------------------------------------------------- sink
@@ -173,6 +203,7 @@ class Sink:
     def add_message(self, msg) -> None:
         now = time.monotonic()
         self.batch.note_offset(msg.topic(), msg.partition(), msg.offset(), now)
+        self.metrics.note_seen(msg.topic(), msg.partition(), msg.offset())
         value = msg.value()
         if value is None:
             return  # a tombstone on a compacted topic: nothing to land
@@ -213,6 +244,8 @@ class Sink:
         offsets = [TopicPartition(t, p, o) for t, p, o in commit_offsets(self.batch.ranges)]
         # Synchronous: the next batch must not start until Kafka knows these rows are safe.
         self.consumer.commit(offsets=offsets, asynchronous=False)
+        for t, p, o in commit_offsets(self.batch.ranges):
+            self.metrics.note_committed(t, p, o)
 
     def flush(self, give_up_after_s: float | None = None) -> bool:
         """Land and commit the pending batch, retrying with backoff. False if it gave up."""
@@ -294,6 +327,7 @@ class Sink:
             "rows_inserted": self.metrics.n_rows,
             "retries": self.metrics.n_retries,
             "undecodable": self.metrics.n_undecodable,
+            "lag": self.metrics.lag_by_partition(),
         }
 
 

@@ -168,7 +168,15 @@ MIGRATIONS: list[tuple[int, str, Callable[[str, Version], list[str]]]] = [
     (3, "barring_events", lambda db, v: [create_barring_events(db, v)]),
     (4, "account_state_history", lambda db, v: [create_account_state_history(db, v)]),
     (5, "notifications", lambda db, v: [create_notifications(db, v)]),
+    (6, "financial_periods", lambda db, v: _periods_migration(db, v)),
 ]
+
+
+def _periods_migration(db: str, version: Version) -> list[str]:
+    # Lazy: sinks.clickhouse.periods imports this module.
+    from sinks.clickhouse import periods
+
+    return periods.migration_sql(db, version)
 
 LANDING_TABLES = ("cdr_rated", "cdr_rejected", "barring_events", "account_state_history", "notifications")
 

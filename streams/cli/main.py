@@ -9,7 +9,7 @@ import sys
 # Modules under streams.cli that provide ``register(subparsers)``; a missing one is skipped so
 # that a partial install still gives a working command.
 COMMAND_MODULES = ["stack_cmds", "simulate", "publish", "account", "barring", "recycle", "tariffs",
-                   "clickhouse", "report", "rerate", "bench", "authload"]
+                   "clickhouse", "report", "rerate", "periods", "bench", "authload"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -149,6 +149,62 @@ def _stop(proc: subprocess.Popen, grace: float = 15.0) -> None:
         proc.wait(timeout=10)
 
 
+class ClickHouseServer:
+    """A private server under ``root`` that can be stopped (SIGTERM or SIGKILL) and started again
+    on the same data directory and the same ports, e.g. to take ClickHouse away mid-landing."""
+
+    def __init__(self, root: Path, password: str = "cdrflow-test", timeout: float = 60.0) -> None:
+        cmd = find_server_command()
+        if cmd is None:
+            raise ServerUnavailable("clickhouse-server is not installed (apt-get install clickhouse-server, "
+                                    "or `make system-deps`)")
+        self.cmd = cmd
+        self.root = Path(root).resolve()
+        self.password = password
+        self.timeout = timeout
+        for sub in ("data", "tmp", "user_files", "format_schemas", "log"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self.tcp_port, self.http_port = free_port(), free_port()
+        while self.http_port == self.tcp_port:
+            self.http_port = free_port()
+        (self.root / "config.xml").write_text(CONFIG_XML.format(root=self.root, tcp_port=self.tcp_port,
+                                                                http_port=self.http_port))
+        (self.root / "users.xml").write_text(USERS_XML.format(password=password))
+        self.proc: subprocess.Popen | None = None
+        self._stdout = None
+
+    @property
+    def url(self) -> str:
+        return f"clickhouse://default:{self.password}@127.0.0.1:{self.tcp_port}/default"
+
+    def start(self) -> str:
+        self._stdout = open(self.root / "stdout.log", "ab")
+        # cwd=root: the server resolves some relative paths (preprocessed configs) against it.
+        self.proc = subprocess.Popen([*self.cmd, f"--config-file={self.root / 'config.xml'}"], cwd=self.root,
+                                     stdout=self._stdout, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            _wait_ready(self.proc, self.root, self.tcp_port, self.password, self.timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self.url
+
+    def stop(self, kill: bool = False) -> None:
+        """SIGTERM (graceful) or SIGKILL this server, by its own PID; the data stays."""
+        if self.proc is not None:
+            if kill and self.proc.poll() is None:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+            _stop(self.proc)
+            self.proc = None
+        if self._stdout is not None:
+            self._stdout.close()
+            self._stdout = None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
 @contextlib.contextmanager
 def clickhouse_server(root: Path, password: str = "cdrflow-test", timeout: float = 60.0) -> Iterator[str]:
     """Start a private clickhouse-server under ``root``; yield its ``clickhouse://`` URL.
@@ -156,25 +212,9 @@ def clickhouse_server(root: Path, password: str = "cdrflow-test", timeout: float
     Raises ServerUnavailable when no binary is installed (the fixture turns that into a skip,
     or a failure under CI).
     """
-    cmd = find_server_command()
-    if cmd is None:
-        raise ServerUnavailable("clickhouse-server is not installed (apt-get install clickhouse-server, "
-                                "or `make system-deps`)")
-    root = Path(root).resolve()
-    for sub in ("data", "tmp", "user_files", "format_schemas", "log"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    tcp_port, http_port = free_port(), free_port()
-    while http_port == tcp_port:
-        http_port = free_port()
-    (root / "config.xml").write_text(CONFIG_XML.format(root=root, tcp_port=tcp_port, http_port=http_port))
-    (root / "users.xml").write_text(USERS_XML.format(password=password))
-    stdout = open(root / "stdout.log", "wb")
-    # cwd=root: the server resolves some relative paths (preprocessed configs) against it.
-    proc = subprocess.Popen([*cmd, f"--config-file={root / 'config.xml'}"], cwd=root,
-                            stdout=stdout, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    server = ClickHouseServer(root, password, timeout)
+    server.start()
     try:
-        _wait_ready(proc, root, tcp_port, password, timeout)
-        yield f"clickhouse://default:{password}@127.0.0.1:{tcp_port}/default"
+        yield server.url
     finally:
-        _stop(proc)
-        stdout.close()
+        server.stop()
