@@ -57,7 +57,7 @@ def _copy_state(st: dict | None) -> dict | None:
     out = dict(st)
     for k in ("spend", "off", "cfg"):
         out[k] = dict(st[k])
-    out["seen"] = {d: list(v) for d, v in st.get("seen", {}).items()}
+    out["seen"] = dict(st.get("seen", {}))      # day lists are copied on first write (ChargeBatch._seen)
     out["recent"] = list(st.get("recent", []))
     out["users"] = dict(st.get("users", {}))
     return out

@@ -93,6 +93,7 @@ class ChargeBatch:
         self.now_ms = now_ms
         self.horizon_days = horizon_days
         self.out = BatchResult()
+        self._seen_cache: dict[tuple[str, str], tuple[set, list, dict]] = {}
 
     def command(self, cmd: dict, topic: str, offset: int) -> None:
         acct = cmd["account"]
@@ -130,9 +131,9 @@ class ChargeBatch:
         start_ms = _ms(cdr["start_ms"])
         day = _day(start_ms)
         short = cdr["cdr_key"][:SEEN_KEY_CHARS]
-        seen_day = state.setdefault("seen", {}).setdefault(day, [])
+        seen_set, seen_day = self._seen(acct, state, day)
         cfg = credit.config(state)
-        if short in seen_day:
+        if short in seen_set:
             if replay:
                 self._re_emit(state, cdr, cfg)
             else:
@@ -151,11 +152,24 @@ class ChargeBatch:
             state, period=period, start_ms=start_ms, service_user=cdr.get("service_user", ""),
             cost_micros=r.cost_micros, at_ms=self.now_ms, cause_key=cdr["cdr_key"],
             cause_ingest_ms=cdr.get("ingest_ms"))
+        seen_set.add(short)
         seen_day.append(short)
         self.out.rated.append(rated_record(cdr, r, period, self.now_ms))
         self._emit(state, events)
         self.out.notifications.extend(notes)
         self.out.touched.add(acct)
+
+    def _seen(self, acct: str, state: dict, day: str) -> tuple[set, list]:
+        """The keys an account applied on one call day, as a set for O(1) look-ups. The stored
+        list is copied once per batch before it grows, so a batch that fails half-way never
+        leaves the table's stored value changed (the caller copies the outer dicts)."""
+        cached = self._seen_cache.get((acct, day))
+        if cached is None or cached[2] is not state:
+            days = state.setdefault("seen", {})
+            lst = list(days.get(day, ()))
+            days[day] = lst
+            cached = self._seen_cache[(acct, day)] = (set(lst), lst, state)
+        return cached[0], cached[1]
 
     def _re_emit(self, state: dict, cdr: dict, cfg) -> None:
         self.out.redelivered += 1

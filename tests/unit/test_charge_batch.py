@@ -115,3 +115,26 @@ def test_undecodable_internal_message_is_counted_not_fatal():
     table = Table()
     res = run(table, [Msg("cdr.normalized", 0, 1, NOW, b"garbage")])
     assert res.command_errors and res.rated == []
+
+
+def test_a_batch_that_fails_half_way_leaves_stored_state_untouched():
+    import copy
+
+    import pytest
+
+    table = Table()
+    run(table, [provision_msg(0)])
+    run(table, [batch_msg(1, [canonical(raw("c1", "0612345678", 61))])])
+    before = copy.deepcopy(table["A1"])
+    calls = []
+
+    def flaky(cdr, plan):
+        calls.append(cdr["call_id"])
+        if len(calls) == 2:
+            raise RuntimeError("tariff store unavailable")
+        return BOOK.rate(cdr, plan=plan)
+
+    with pytest.raises(RuntimeError):
+        charge_partition([batch_msg(2, [canonical(raw("c2", "0612345678", 30)),
+                                        canonical(raw("c3", "0612345678", 30))])], table.get, flaky, NOW, 35)
+    assert table["A1"] == before
