@@ -24,30 +24,34 @@ class Publisher:
         if err is not None:
             self.errors.append(str(err))
 
-    def _produce(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+    def send(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+        """Produce one message; waits for room when the local queue is full."""
         while True:
             try:
                 self.producer.produce(topic, value=value, key=key, on_delivery=self._cb)
                 self.sent += 1
+                if self.sent % 1000 == 0:
+                    self.producer.poll(0)
                 return
             except BufferError:
                 # The local queue is full: let delivery reports drain it, then retry.
                 self.producer.poll(0.05)
             except KafkaException as exc:  # pragma: no cover - broker-side
                 raise RuntimeError(f"cannot publish to {topic}: {exc}") from exc
-        
+
+
     def cdrs(self, records: list[dict], mode: str = "batch", batch_size: int = 500) -> int:
         """Publish switch CDRs; returns the number of Kafka messages."""
         n = 0
         if mode == "single":
             for rec in records:
-                self._produce(topics.RAW, codecs.encode(codecs.SWITCH_CDR, rec), rec["account"].encode())
+                self.send(topics.RAW, codecs.encode(codecs.SWITCH_CDR, rec), rec["account"].encode())
                 n += 1
                 if n % 1000 == 0:
                     self.producer.poll(0)
         elif mode == "batch":
             for i in range(0, len(records), batch_size):
-                self._produce(topics.RAW, codecs.encode_container(codecs.SWITCH_CDR, records[i:i + batch_size]))
+                self.send(topics.RAW, codecs.encode_container(codecs.SWITCH_CDR, records[i:i + batch_size]))
                 n += 1
                 self.producer.poll(0)
         else:
@@ -57,14 +61,14 @@ class Publisher:
     def raw(self, values: Iterable[bytes], topic: str = topics.RAW) -> int:
         n = 0
         for v in values:
-            self._produce(topic, v)
+            self.send(topic, v)
             n += 1
         return n
 
     def commands(self, cmds: Iterable[dict]) -> int:
         n = 0
         for cmd in cmds:
-            self._produce(topics.CONTROL, codecs.encode(codecs.CONTROL, cmd), cmd["account"].encode())
+            self.send(topics.CONTROL, codecs.encode(codecs.CONTROL, cmd), cmd["account"].encode())
             n += 1
         return n
 

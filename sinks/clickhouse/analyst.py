@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Callable
 
 from sinks.clickhouse import ddl
@@ -111,21 +110,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[str, Version], list[str]]]] = [
 def migrate(backend: "Backend", database: str | None = None) -> list[int]:
     """ddl.migrate, then the analyst views; returns every version applied now (empty on re-run)."""
     db = database or backend.database
-    applied = ddl.migrate(backend, db)
-    version = backend.version()
-    done = {int(row[0]) for row in backend.query(ddl.applied_versions_sql(db))}
-    for number, name, build in MIGRATIONS:
-        if number in done:
-            continue
-        for sql in build(db, version):
-            backend.execute(sql)
-        backend.insert_columns(
-            f"{db}.schema_migrations", ["version", "name", "applied_at", "server_version"],
-            [[number], [name], [datetime.now(timezone.utc).replace(microsecond=0)],
-             [".".join(map(str, version))]])
-        log.info("event=migration_applied database=%s version=%d name=%s", db, number, name)
-        applied.append(number)
-    return applied
+    return ddl.migrate(backend, db) + ddl.apply_migrations(backend, db, MIGRATIONS)
 
 
 # ---------------------------------------------------------------------- analyst access

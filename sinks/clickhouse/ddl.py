@@ -192,12 +192,17 @@ def migrate(backend: "Backend", database: str | None = None) -> list[int]:
     is repaired by simply running migrate again.
     """
     db = database or backend.database
-    version = backend.version()
     backend.execute(create_database(db))
     backend.execute(create_schema_migrations(db))
+    return apply_migrations(backend, db, MIGRATIONS)
+
+
+def apply_migrations(backend: "Backend", db: str, migrations) -> list[int]:
+    """Run the migrations of ``migrations`` not yet recorded in ``schema_migrations``."""
+    version = backend.version()
     done = {int(row[0]) for row in backend.query(applied_versions_sql(db))}
     applied: list[int] = []
-    for number, name, build in MIGRATIONS:
+    for number, name, build in migrations:
         if number in done:
             continue
         for sql in build(db, version):

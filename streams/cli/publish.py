@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -27,6 +26,7 @@ from streams import codecs, formats, topics
 from streams.core.charge import make_reject, utc_now_ms
 from streams.core.reasons import Reason, RejectError
 from streams.formats.common import Parsed
+from streams.publisher import Publisher
 
 FORMATS = [*formats.FILE_FORMATS, "avro"]
 
@@ -38,37 +38,6 @@ class PublishStats:
     rejected: int = 0         # bad lines published to cdr.rejected
     by_reason: dict[str, int] = field(default_factory=dict)
     bad_lines: list[str] = field(default_factory=list)
-
-
-class _Sender:
-    def __init__(self, client_conf: dict):
-        from confluent_kafka import Producer
-
-        from streams.partitioning import producer_config
-
-        self.producer = Producer(producer_config(client_conf))
-        self.errors: list[str] = []
-
-    def _cb(self, err, _msg):
-        if err is not None:
-            self.errors.append(str(err))
-
-    def send(self, topic: str, value: bytes, key: bytes | None = None) -> None:
-        while True:
-            try:
-                self.producer.produce(topic, value=value, key=key, on_delivery=self._cb)
-                self.producer.poll(0)
-                return
-            except BufferError:  # local queue full: let delivery reports drain it
-                self.producer.poll(0.05)
-
-    def flush(self, timeout_s: float = 60) -> None:
-        deadline = time.monotonic() + timeout_s
-        while self.producer.flush(1) > 0:
-            if time.monotonic() > deadline:
-                raise TimeoutError("Kafka did not acknowledge all messages in time; is the broker up?")
-        if self.errors:
-            raise RuntimeError(f"{len(self.errors)} messages were not delivered, first: {self.errors[0]}")
 
 
 def parse_avro(path: Path, switch_id: str | None) -> tuple[str, Iterator[Parsed]]:
@@ -104,7 +73,7 @@ def publish_files(client_conf: dict, fmt: str, paths: list[Path], mode: str = "b
         from streams.registry import wire_from_settings
 
         wire = wire_from_settings()
-    sender = _Sender(client_conf)
+    sender = Publisher(client_conf)
     stats = PublishStats()
     now = utc_now_ms()
     for path in paths:

@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from math import lcm
@@ -617,7 +617,6 @@ _CSV_OPTIONAL = ("service", "applies_to", "called_type", "stage", "trunk", "oper
 
 
 def _csv_to_raw(text: str, path: str) -> LDict:
-    ctx = _Ctx(path)
     reader = csv.DictReader(io.StringIO(text))
     header = [h.strip() for h in (reader.fieldnames or [])]
     reader.fieldnames = header
