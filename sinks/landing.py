@@ -28,7 +28,12 @@ from sinks.clickhouse.columns import to_columns
 
 log = logging.getLogger("cdrflow.sink")
 
-TOPICS = ("cdr.rated", "cdr.rejected", "account.barring", "account.state", "account.notifications")
+TOPICS = ("cdr.rated", "cdr.rejected", "account.barring", "account.state", "account.notifications",
+          "cdr.commissions")
+
+# Topics whose records share a type with another table's but land apart: partner commissions are
+# RatedCdr records, yet they are the partner's money, not the customer's bill.
+TOPIC_TABLE = {"cdr.commissions": "cdr_commissions"}
 GROUP = "cdrflow-sink"
 
 # Record type → table. Routing by the decoded type, not by topic, keeps a mis-published record
@@ -53,7 +58,7 @@ def records_of(schema_name: str, record: dict) -> list[dict]:
 
 
 def row_key(table: str, rec: dict) -> Any:
-    if table == "cdr_rated":
+    if table in ("cdr_rated", "cdr_commissions"):
         return rec["cdr_key"]
     if table == "cdr_rejected":
         return rec["reject_id"]
@@ -131,7 +136,7 @@ class Batch:
 
 DEFAULT_TOPIC_TABLE = {"cdr.rated": "cdr_rated", "cdr.rejected": "cdr_rejected",
                        "account.barring": "barring_events", "account.state": "account_state_history",
-                       "account.notifications": "notifications"}
+                       "account.notifications": "notifications", "cdr.commissions": "cdr_commissions"}
 
 
 # ----------------------------------------------------------------------------------- metrics
@@ -209,7 +214,7 @@ class Sink:
             return  # a tombstone on a compacted topic: nothing to land
         try:
             name, record = self.decode(value)
-            table = TABLE_OF[name]
+            table = TOPIC_TABLE.get(msg.topic()) or TABLE_OF[name]
             self.batch.add(table, records_of(name, record))
         except Exception as exc:
             # The workers wrote these topics, so this is not a CDR to reject: log and count it.

@@ -14,7 +14,7 @@ from streams.msg import Msg
 
 
 def charge_partition(msgs: list[Msg], load: Callable[[str], dict | None], rate: Callable, now_ms: int,
-                     horizon_days: int) -> tuple[BatchResult, dict[str, dict | None]]:
+                     horizon_days: int, book=None) -> tuple[BatchResult, dict[str, dict | None]]:
     """Apply one partition's messages (control commands and canonical batches) in offset order.
 
     ``load`` fetches an account's stored state (None when unknown). Returns the outputs and the
@@ -38,7 +38,7 @@ def charge_partition(msgs: list[Msg], load: Callable[[str], dict | None], rate: 
             accounts.add(rec["account"])
     # Copies, so that a failure half-way never leaves a table value mutated but unwritten.
     states = {a: _copy_state(load(a)) for a in accounts}
-    cb = ChargeBatch(states, rate, now_ms, horizon_days)
+    cb = ChargeBatch(states, rate, now_ms, horizon_days, book)
     for m, name, rec in decoded:
         if name == codecs.CONTROL:
             cb.command(rec, m.topic, m.offset)
@@ -60,4 +60,6 @@ def _copy_state(st: dict | None) -> dict | None:
     out["seen"] = dict(st.get("seen", {}))      # day lists are copied on first write (ChargeBatch._seen)
     out["recent"] = list(st.get("recent", []))
     out["users"] = dict(st.get("users", {}))
+    if "minutes" in st:
+        out["minutes"] = dict(st["minutes"])
     return out

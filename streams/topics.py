@@ -12,6 +12,7 @@ RAW = "cdr.raw"                  # switch CDRs: single records or Avro container
 NORMALIZED = "cdr.normalized"    # CanonicalBatch per account partition (explicit partition)
 CONTROL = "account.control"      # ControlCommand, key = account
 RATED = "cdr.rated"              # RatedBatch per account partition
+COMMISSIONS = "cdr.commissions"  # RatedBatch of partner commissions (never part of a bill)
 REJECTED = "cdr.rejected"        # RejectedCdr, key = reject id
 BARRING = "account.barring"      # BarringEvent, key = account
 STATE = "account.state"          # AccountState, key = account (compacted)
@@ -33,6 +34,7 @@ SPECS = [
     TopicSpec(NORMALIZED, True),
     TopicSpec(CONTROL, True),
     TopicSpec(RATED, True),
+    TopicSpec(COMMISSIONS, True),
     TopicSpec(REJECTED, False),
     TopicSpec(BARRING, True),
     TopicSpec(STATE, True, compacted=True),

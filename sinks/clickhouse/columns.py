@@ -158,3 +158,6 @@ def to_columns(table: str, records: list[dict]) -> tuple[list[str], list[list]]:
         except (KeyError, TypeError, ValueError) as exc:
             raise type(exc)(f"{table}.{col.name} (from {src!r}): {exc}") from None
     return names, columns
+
+# Partner commissions are rated records of their own (see sinks/landing.py TOPIC_TABLE).
+TABLES["cdr_commissions"] = TABLES["cdr_rated"]

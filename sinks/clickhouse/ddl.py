@@ -161,6 +161,13 @@ def create_notifications(database: str, version: Version) -> str:
             f"{_settings_sql(version)}")
 
 
+def create_cdr_commissions(database: str, version: Version) -> str:
+    # Same shape and keys as cdr_rated (the commission of one CDR per partner and rating version),
+    # kept apart so that no bill or spend query can ever include the partner's share.
+    return create_cdr_rated(database, version).replace(
+        table_ref(database, "cdr_rated"), table_ref(database, "cdr_commissions"), 1)
+
+
 # Append only; never renumber or edit an applied migration — add a new one instead.
 MIGRATIONS: list[tuple[int, str, Callable[[str, Version], list[str]]]] = [
     (1, "cdr_rated", lambda db, v: [create_cdr_rated(db, v)]),
@@ -169,6 +176,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[str, Version], list[str]]]] = [
     (4, "account_state_history", lambda db, v: [create_account_state_history(db, v)]),
     (5, "notifications", lambda db, v: [create_notifications(db, v)]),
     (6, "financial_periods", lambda db, v: _periods_migration(db, v)),
+    (7, "cdr_commissions", lambda db, v: [create_cdr_commissions(db, v)]),
 ]
 
 

@@ -23,6 +23,7 @@ log = logging.getLogger("cdrflow.charge")
 
 charge_channel = app.topic(topics.NORMALIZED, topics.CONTROL, value_serializer="raw")
 rated_topic = app.topic(topics.RATED, partitions=settings.partitions, value_serializer="raw")
+commission_topic = app.topic(topics.COMMISSIONS, partitions=settings.partitions, value_serializer="raw")
 rejected_topic = app.topic(topics.REJECTED, partitions=settings.partitions, value_serializer="raw")
 barring_topic = app.topic(topics.BARRING, partitions=settings.partitions, value_serializer="raw")
 state_topic = app.topic(topics.STATE, partitions=settings.partitions, value_serializer="raw")
@@ -64,7 +65,8 @@ async def _charge_partition(part: int, evs: list) -> None:
     # Arrival order keeps each topic-partition in offset order, which replay detection relies on.
     msgs = [to_msg(e) for e in evs]
     try:
-        res, states = charge_partition(msgs, load_state, _rate, now, settings.dedup_horizon_days)
+        res, states = charge_partition(msgs, load_state, _rate, now, settings.dedup_horizon_days,
+                                       book=current_book())
     except Exception:
         # A bug must not stop billing for every account: log loudly, count, and move on. The
         # input stays in Kafka, so it can be replayed once fixed.
@@ -75,6 +77,8 @@ async def _charge_partition(part: int, evs: list) -> None:
     # unchanged and simply applies again; the outputs it repeats collapse by key downstream.
     if res.rated:
         await rated_topic.send(value=codecs.encode_batch(codecs.RATED_BATCH, res.rated), partition=part)
+    if res.commissions:
+        await commission_topic.send(value=codecs.encode_batch(codecs.RATED_BATCH, res.commissions), partition=part)
     for rej in res.rejects:
         await rejected_topic.send(key=rej["reject_id"].encode(), value=codecs.encode(codecs.REJECTED, rej))
     for ev in res.events:

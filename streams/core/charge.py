@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from fractions import Fraction
 from typing import Callable
 
 from streams.core import credit, thresholds
 from streams.core.keys import reject_id
-from streams.core.periods import period_of
+from streams.core.periods import MONTHLY, period_bounds, period_of
 from streams.core.reasons import Reason, RejectError
+from streams.core.tariff.extras import apply_coefficient, commission, extras_for, volume_tier
 
 SEEN_KEY_CHARS = 16       # 64 bits of the 128-bit key: collisions inside one account are negligible
 RECENT_EVENTS = 16
@@ -31,6 +33,7 @@ class BatchResult:
     rejects: list[dict] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
     notifications: list[dict] = field(default_factory=list)
+    commissions: list[dict] = field(default_factory=list)
     touched: set[str] = field(default_factory=set)
     duplicates: int = 0
     redelivered: int = 0
@@ -87,9 +90,12 @@ class ChargeBatch:
     """Applies the inputs of one partition's batch to the account states it holds."""
 
     def __init__(self, states: dict[str, dict | None], rate: Callable, now_ms: int,
-                 horizon_days: int = 35):
+                 horizon_days: int = 35, book=None):
         self.states = states
         self.rate = rate
+        # With a tariff book, the plan's extra rules apply too: volume tiers, partner
+        # commissions and recurring subscription fees (streams/core/tariff/extras.py).
+        self.book = book
         self.now_ms = now_ms
         self.horizon_days = horizon_days
         self.out = BatchResult()
@@ -146,6 +152,7 @@ class ChargeBatch:
         except RejectError as exc:
             self._reject(cdr, exc.reason, exc.detail)
             return
+        r, commissions = self._extras(state, cdr, cfg, r, start_ms)
         period = period_of(start_ms, cfg.timezone, cfg.period_kind)
         # Spend, limits and the service user's monthly thresholds move together.
         events, notes = thresholds.apply_cdr_charge(
@@ -155,10 +162,50 @@ class ChargeBatch:
         seen_set.add(short)
         seen_day.append(short)
         self.out.rated.append(rated_record(cdr, r, period, self.now_ms))
+        for partner, c in commissions:
+            rec = rated_record(cdr, c, period, self.now_ms)
+            rec["cdr_key"] = f"{cdr['cdr_key']}#commission:{partner}"
+            self.out.commissions.append(rec)
         self._emit(state, events)
         self.out.notifications.extend(notes)
         self.out.touched.add(acct)
 
+    def _extras(self, state: dict, cdr: dict, cfg, r, start_ms: int):
+        """Volume coefficient (by the account's charged minutes this month before the call) and
+        the partners' commissions of one rated CDR."""
+        if self.book is None:
+            return r, []
+        ex = extras_for(self.book, cfg.tariff_plan, cdr)
+        if ex.volume_tiers:
+            month = period_of(start_ms, cfg.timezone, MONTHLY)
+            used = state.get("minutes", {}).get(month, 0)
+            r = apply_coefficient(r, volume_tier(ex, Fraction(used, 60)), ex.rounding)
+            # A new dict (never in place: the old one may be the stored value); three months kept.
+            months = {m: v for m, v in state.get("minutes", {}).items() if m != month}
+            keep = sorted(months)[-2:]
+            state["minutes"] = {**{m: months[m] for m in keep}, month: used + r.charged_s}
+        return r, [(p.partner, commission(r, p, cdr=cdr, book=self.book, rounding=ex.rounding))
+                   for p in ex.commission]
+
+    def _subscriptions(self, acct: str, state: dict) -> None:
+        """Recurring fees of the account's plan, once per credit period, at its start."""
+        if self.book is None or state.get("subs_period") == state["period"]:
+            return
+        cfg = credit.config(state)
+        period = state["period"]
+        state["subs_period"] = period
+        try:
+            start_ms, _ = period_bounds(period, cfg.timezone)
+            ex = self.book.extras_at(cfg.tariff_plan, start_ms)
+            sub = ex.subscription
+            if sub is None or sub.period != cfg.period_kind:
+                return      # a monthly fee is never charged per week (or the other way round)
+            version = self.book.version_at(cfg.tariff_plan, start_ms).version
+        except (RejectError, KeyError, ValueError):
+            return
+        for item, micros in sub.items:
+            self.out.rated.append(subscription_record(acct, period, item, micros, start_ms, cfg.tariff_plan,
+                                                      version, self.now_ms))
     def _seen(self, acct: str, state: dict, day: str) -> tuple[set, list]:
         """The keys an account applied on one call day, as a set for O(1) look-ups. The stored
         list is copied once per batch before it grows, so a batch that fails half-way never
@@ -199,8 +246,25 @@ class ChargeBatch:
         for acct in self.out.touched:
             st = self.states.get(acct)
             if st is not None:
+                self._subscriptions(acct, st)
                 prune_seen(st, self.now_ms, self.horizon_days)
         return self.out
+
+
+def subscription_record(account: str, period: str, item: str, micros: int, start_ms: int, plan: str,
+                        version: str, now_ms: int) -> dict:
+    """A recurring fee as a rated item of the period's bill (its key makes it land once)."""
+    key = f"sub:{account}:{period}:{item}"
+    return {
+        "cdr_key": key, "account": account, "service_user": "", "period": period, "switch_id": "cdrflow",
+        "call_id": key, "leg": "", "correlation_id": key, "direction": "none", "caller_e164": "",
+        "presented_cli": "", "called_e164": "", "called_type": "unknown", "trunk": "", "destination": item,
+        "prefix": "", "start_ms": start_ms, "end_ms": start_ms, "duration_s": 0, "billsec_s": 0,
+        "answered": False, "disposition": "SUBSCRIPTION", "service": "subscription", "charged_s": 0,
+        "rate_micros": micros, "rate_unit_s": 0, "connect_fee_micros": 0, "cost_nanos": micros * 1000,
+        "cost_micros": micros, "tariff_plan": plan, "tariff_version": version, "rating_version": 1,
+        "rated_at_ms": now_ms, "ingest_ms": now_ms, "source_partition": -1, "source_offset": -1,
+    }
 
 
 def utc_now_ms() -> int:

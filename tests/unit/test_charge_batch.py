@@ -138,3 +138,58 @@ def test_a_batch_that_fails_half_way_leaves_stored_state_untouched():
         charge_partition([batch_msg(2, [canonical(raw("c2", "0612345678", 30)),
                                         canonical(raw("c3", "0612345678", 30))])], table.get, flaky, NOW, 35)
     assert table["A1"] == before
+
+
+EXTRAS_TARIFF = """
+format: cdrflow-tariff/1
+currency: EUR
+plans:
+  vol:
+    timezone: Europe/Amsterdam
+    versions:
+      - version: "v1"
+        effective_from: "2000-01-01T00:00:00+01:00"
+        rounding: {method: half_even, decimals: 6}
+        volume_tiers:
+          - {from_minutes: 0, coefficient: "1"}
+          - {from_minutes: 1, coefficient: "0.5"}
+        subscription:
+          period: monthly
+          items: {platform: "5.00", support: "1.25"}
+        commission:
+          - {partner: reseller, percent: "10"}
+        destinations:
+          nl_mobile:
+            prefixes: ["316"]
+            groups: [{start: 0, rate: "0.60", unit: 60, increment: 60}]
+"""
+
+
+def test_volume_tiers_commissions_and_subscriptions_apply_in_the_charge_stage():
+    from streams.core.tariff import parse_tariff_text
+
+    book = parse_tariff_text(EXTRAS_TARIFF, "extras.yaml", "yaml")
+    cmd = {"command_id": "p", "account": "V1", "action": "provision", "credit_micros": 100_000_000,
+           "profile": None, "timezone": "Europe/Amsterdam", "period_kind": "monthly", "soft_limit_pct": 80,
+           "tariff_plan": "vol", "always_allowed": None, "issued_ms": NOW}
+    table = Table()
+    res, states = charge_partition([Msg("account.control", 0, 0, NOW, codecs.encode(codecs.CONTROL, cmd))],
+                                   table.get, lambda c, p: book.rate(c, plan=p), NOW, 35, book=book)
+    table.apply(res, states)
+    # The period's fees, once, at provisioning: 5.00 + 1.25.
+    assert sorted((r["destination"], r["cost_micros"]) for r in res.rated) == [("platform", 5_000_000),
+                                                                               ("support", 1_250_000)]
+    calls = [canonical(raw(f"v{i}", "0612345678", 60, account="V1")) for i in range(2)]
+    res, states = charge_partition([batch_msg(1, calls)], table.get, lambda c, p: book.rate(c, plan=p), NOW, 35,
+                                   book=book)
+    table.apply(res, states)
+    # First minute at the list price 0.60; the second after 1 minute used: half price 0.30.
+    assert [r["cost_micros"] for r in res.rated] == [600_000, 300_000]
+    # The reseller earns 10 % of each, on its own records, never in the customer's spend.
+    assert [(r["cdr_key"].split("#")[1], r["cost_micros"]) for r in res.commissions] == [
+        ("commission:reseller", 60_000), ("commission:reseller", 30_000)]
+    assert table["V1"]["spend"][table["V1"]["period"]] == 900_000
+    # Fees are not charged again in the same period.
+    res, _ = charge_partition([batch_msg(2, [canonical(raw("v9", "0612345678", 60, account="V1"))])],
+                              table.get, lambda c, p: book.rate(c, plan=p), NOW, 35, book=book)
+    assert [r["service"] for r in res.rated] == ["voice"]
