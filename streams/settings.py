@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     raw_partitions: int = 4
 
     # ClickHouse target: a chdb directory, chdb://PATH, or clickhouse://user:pass@host:9000/db.
-    clickhouse: str = "var/chdb"
+    clickhouse: str = Field(default="var/chdb", repr=False)   # may hold a password: masked in safe_dict
 
     tariff_file: Path = DATA_DIR / "tariff_default.yaml"
     sources_file: Path | None = None      # YAML: numbering context per switch / trunk

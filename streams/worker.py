@@ -5,8 +5,15 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> None:
+    import json
+    import logging
+
     from streams.app import app, settings
     from streams.tariffs import start_watcher
+
+    # Secrets are SecretStr and URL passwords are masked in safe_dict(), so this is safe to log.
+    logging.getLogger("cdrflow.worker").warning("event=worker_start settings=%s",
+                                                json.dumps(settings.safe_dict(), sort_keys=True))
 
     # Tariff plans published with `cdrflow tariffs load` replace the file's plans live.
     start_watcher(settings.kafka_client_config())
