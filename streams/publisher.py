@@ -72,6 +72,13 @@ class Publisher:
             n += 1
         return n
 
+    def close(self, timeout_s: float = 10) -> None:
+        """Deliver what is queued and drop the client, so it does not outlive the broker (and
+        log connection errors) when a local stack stops."""
+        if self.producer is not None:
+            self.producer.flush(timeout_s)
+            self.producer = None
+
     def flush(self, timeout_s: float = 60) -> None:
         deadline = time.monotonic() + timeout_s
         while self.producer.flush(1) > 0:

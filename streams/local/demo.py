@@ -106,6 +106,7 @@ def run_demo(opts: DemoOptions, progress=None) -> dict:
         pub.cdrs(dups, "single")          # a switch re-sending CDRs it already sent
         pub.raw(b for _, b in bad)
         pub.flush()
+        pub.close()
         published = len(records) + len(bad)
 
         def landed() -> int:
