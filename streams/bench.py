@@ -521,7 +521,7 @@ def run_bench(opts: BenchOptions, progress: Step | None = None) -> dict:
         # Provisioning scales with the account count (about 3k accounts/s here), so it gets the
         # run's own bound rather than a fixed one.
         wait_until(lambda: stack.sink_status()["landed"].get("account_state_history", 0) >= need,
-                   max(300.0, opts.timeout), what="accounts to be provisioned", check=stack.check_alive)
+                   max(300.0, opts.timeout_s), what="accounts to be provisioned", check=stack.check_alive)
         step(f"generating {opts.cdrs} CDRs", phase="setup")
         records = CdrGenerator(accounts, now, seed=opts.seed + 1).take(opts.cdrs)
         poller = StatusPoller(stack, opts.poll_ms / 1000)
