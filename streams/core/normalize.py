@@ -44,6 +44,10 @@ DISPOSITIONS = {
 SERVICES = {"voice": "voice", "sms": "sms", "email": "email", "e-mail": "email", "fax": "fax"}
 
 
+# Leg names that are call-centre stages, each priced by its own rule (ivr, agent, post-processing).
+STAGES = frozenset({"ivr", "agent", "post"})
+
+
 @dataclass(frozen=True)
 class Limits:
     """Plausibility bounds. Defaults and why:
@@ -281,6 +285,17 @@ def normalize(raw: Mapping[str, Any], ctx: NumberingContext, *, now_ms: int, lim
 
     answered = billsec_s > 0 and (canon_disp == "ANSWERED" or answer_ms is not None)
 
+    # Call-centre dimensions the tariff can price by (seed 001): the stage is the leg when the
+    # leg names one; the operator's location and dedication come from the switch when it knows.
+    stage = leg.lower() if leg.lower() in STAGES else ""
+    operator_location = g("operator_location")
+    if operator_location is not None:
+        operator_location = _opt_str(operator_location, "operator_location") or None
+    operator_dedicated = g("operator_dedicated")
+    if operator_dedicated is not None and type(operator_dedicated) is not bool:
+        raise RejectError(Reason.BAD_FIELD_TYPE,
+                          f"operator_dedicated must be true, false or null, got {operator_dedicated!r}")
+
     return {
         "cdr_key": cdr_key(switch_id, call_id, leg, partial_seq),
         "switch_id": switch_id,
@@ -305,6 +320,9 @@ def normalize(raw: Mapping[str, Any], ctx: NumberingContext, *, now_ms: int, lim
         "answered": answered,
         "disposition": canon_disp,
         "service": canon_service,
+        "stage": stage,
+        "operator_location": operator_location,
+        "operator_dedicated": operator_dedicated,
     }
 
 

@@ -159,4 +159,8 @@ def to_switch_cdr(rec: dict, ctx_for: CtxFor) -> dict:
         "billsec_s": rec.get("billsec"),
         "disposition": rec.get("disposition"),
         "service": "voice",
+        # Call-centre dialplans tag the agent leg, e.g. userfield "stage=agent;operator=remote;dedicated=1".
+        "operator_location": uf.get("operator") or None,
+        "operator_dedicated": {"1": True, "yes": True, "true": True, "0": False, "no": False,
+                               "false": False}.get(uf.get("dedicated", "").lower()),
     }

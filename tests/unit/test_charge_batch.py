@@ -193,3 +193,30 @@ def test_volume_tiers_commissions_and_subscriptions_apply_in_the_charge_stage():
     res, _ = charge_partition([batch_msg(2, [canonical(raw("v9", "0612345678", 60, account="V1"))])],
                               table.get, lambda c, p: book.rate(c, plan=p), NOW, 35, book=book)
     assert [r["service"] for r in res.rated] == ["voice"]
+
+
+def test_call_centre_stages_are_rated_by_their_own_rules_through_the_charge_stage():
+    """IVR -> agent -> post-processing of one 0800 call (one correlation id), each stage its own
+    item; a dedicated operator's agent minutes are included in the subscription (zero)."""
+    cmd = {"command_id": "p", "account": "CC1", "action": "provision", "credit_micros": 100_000_000,
+           "profile": None, "timezone": "Europe/Amsterdam", "period_kind": "monthly", "soft_limit_pct": 80,
+           "tariff_plan": "callcentre", "always_allowed": None, "issued_ms": NOW}
+    table = Table()
+    run(table, [Msg("account.control", 0, 0, NOW, codecs.encode(codecs.CONTROL, cmd))])
+
+    def stage(leg, billsec, **extra):
+        r = raw(f"cc-{leg}-{sorted(extra.items())}", "08001234", billsec, account="CC1")
+        r.update(direction="inbound", caller="0201234567", leg=leg, correlation_id="call-42", **extra)
+        return canonical(r)
+
+    legs = [stage("ivr", 45), stage("agent", 125), stage("post", 30),
+            stage("agent", 125, operator_location="remote"), stage("agent", 125, operator_dedicated=True)]
+    res = run(table, [batch_msg(7, legs)])
+    got = {(r["leg"], r["destination"]): r["cost_micros"] for r in res.rated if r["service"] == "voice"}
+    # Hand arithmetic from the callcentre plan (rounding half-even to 4 decimals):
+    #   ivr 0.01/min per 1 s: 45 s -> 0.0075; agent_nl 0.04/min per 6 s: 126 s -> 0.084;
+    #   post 0.02/min per 60 s: 60 s -> 0.02; agent_remote_nl 0.03/min per 6 s: 126 s -> 0.063;
+    #   agent_dedicated: 0.
+    assert got == {("ivr", "ivr"): 7_500, ("agent", "agent_nl"): 84_000, ("post", "post"): 20_000,
+                   ("agent", "agent_remote_nl"): 63_000, ("agent", "agent_dedicated"): 0}
+    assert {r["correlation_id"] for r in res.rated if r["service"] == "voice"} == {"call-42"}

@@ -14,6 +14,7 @@ CANONICAL_FIELDS = {
     "cdr_key", "switch_id", "call_id", "leg", "partial_seq", "partial_final", "correlation_id", "account",
     "service_user", "direction", "caller_e164", "presented_cli", "called_e164", "called_type", "trunk",
     "start_ms", "answer_ms", "end_ms", "duration_s", "billsec_s", "answered", "disposition", "service",
+    "stage", "operator_location", "operator_dedicated",
 }
 
 
@@ -342,3 +343,13 @@ def test_round_trips_through_the_avro_schemas():
     name, back = codecs.decode(codecs.encode(codecs.CANONICAL, out))
     assert name == codecs.CANONICAL
     assert back == out
+
+
+def test_call_centre_stage_and_operator_pass_through():
+    out = normalize(raw(leg="Agent", operator_location="remote", operator_dedicated=True), NL, now_ms=NOW)
+    assert (out["stage"], out["operator_location"], out["operator_dedicated"]) == ("agent", "remote", True)
+    plain = normalize(raw(), NL, now_ms=NOW)
+    assert (plain["stage"], plain["operator_location"], plain["operator_dedicated"]) == ("", None, None)
+    with pytest.raises(RejectError) as exc:
+        normalize(raw(operator_dedicated="yes"), NL, now_ms=NOW)
+    assert exc.value.reason is Reason.BAD_FIELD_TYPE
