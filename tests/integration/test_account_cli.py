@@ -17,21 +17,14 @@ import pytest
 
 from streams import codecs, topics
 from streams.cli.main import main
-from streams.local.broker import create_topics, start_tansu
 from streams.partitioning import partition_for, producer_config
+from tests.support.broker import broker  # noqa: F401 - module-scoped fixture
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 CDRFLOW = str(Path(sys.executable).parent / "cdrflow")   # the console script, as users run it
 
 
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    child, bootstrap = start_tansu(tmp_path_factory.mktemp("tansu"))
-    conf = {"bootstrap.servers": bootstrap}
-    create_topics(conf, 8, 4)
-    yield conf
-    child.stop()
 
 
 class Reader:

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from streams import codecs, formats, topics
+from streams import codecs, topics
 from streams.cli.publish import publish_files
 from streams.cli.recycle import recycle
 from streams.core.charge import make_reject
 from streams.core.reasons import Reason
 from streams.core.sources import SourceDirectory
-from streams.local.broker import create_topics, start_tansu
 from streams.mediation import Normalizer
 from streams.msg import Msg
 from streams.registry import LocalWire
+from tests.support.broker import broker  # noqa: F401 - module-scoped fixture
 
 pytestmark = pytest.mark.integration
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "switches"
@@ -24,13 +24,6 @@ NOW = 1_760_000_000_000
 SOURCES = SourceDirectory.from_dict({"default": {"country": "NL", "timezone": "Europe/Amsterdam"}})
 
 
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    child, bootstrap = start_tansu(tmp_path_factory.mktemp("tansu"))
-    conf = {"bootstrap.servers": bootstrap}
-    create_topics(conf, 8, 4)
-    yield conf
-    child.stop()
 
 
 def consume_all(conf: dict, topic: str, expect: int, timeout_s: float = 30) -> list[Msg]:

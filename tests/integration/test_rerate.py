@@ -14,28 +14,10 @@ from streams import rerate as R
 from streams.cli.rerate import publish_commands
 from streams.core.charge import rated_record
 from streams.core.tariff import parse_tariff_text
+from tests.support.rerate_tariff import RATE, TARIFF
 
 pytestmark = pytest.mark.integration
 
-TARIFF = """
-format: cdrflow-tariff/1
-currency: EUR
-plans:
-  std:
-    timezone: UTC
-    versions:
-      - version: "v1"
-        effective_from: "2026-01-01T00:00:00+00:00"
-        rounding: {method: up, decimals: 6, per_increment: false}
-        destinations:
-          fr: {prefixes: ["33"], groups: [{start: 0, rate: "0.10", unit: 60, increment: 60}]}
-      - version: "v2"
-        effective_from: "2027-01-01T00:00:00+00:00"
-        rounding: {method: up, decimals: 6, per_increment: false}
-        destinations:
-          fr: {prefixes: ["33"], groups: [{start: 0, rate: "0.25", unit: 60, increment: 60}]}
-"""
-RATE = {"v1": 100_000, "v2": 250_000}        # micros per started minute
 NOW = int(datetime(2026, 12, 5, tzinfo=timezone.utc).timestamp() * 1000)
 
 

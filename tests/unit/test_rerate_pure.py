@@ -9,25 +9,8 @@ import pytest
 from sinks.clickhouse import periods as P
 from streams import rerate as R
 from streams.core.tariff import parse_tariff_text
+from tests.support.rerate_tariff import TARIFF
 
-TARIFF = """
-format: cdrflow-tariff/1
-currency: EUR
-plans:
-  std:
-    timezone: UTC
-    versions:
-      - version: "v1"
-        effective_from: "2026-01-01T00:00:00+00:00"
-        rounding: {method: up, decimals: 6, per_increment: false}
-        destinations:
-          fr: {prefixes: ["33"], groups: [{start: 0, rate: "0.10", unit: 60, increment: 60}]}
-      - version: "v2"
-        effective_from: "2027-01-01T00:00:00+00:00"
-        rounding: {method: up, decimals: 6, per_increment: false}
-        destinations:
-          fr: {prefixes: ["33"], groups: [{start: 0, rate: "0.25", unit: 60, increment: 60}]}
-"""
 T = 1_793_000_000_000   # 2026-10-26
 
 
