@@ -7,6 +7,7 @@ the account: each account lives on one partition, so offsets per source topic on
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from streams.core import profiles as P
 from streams.core.keys import event_id
@@ -41,8 +42,17 @@ class AccountConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "AccountConfig":
-        return cls(d["account"], d["timezone"], d["period_kind"], int(d["credit_micros"]),
-                   int(d["soft_limit_pct"]), d["tariff_plan"], tuple(d.get("always_allowed") or ()))
+        return _cached_config(d["account"], d["timezone"], d["period_kind"], int(d["credit_micros"]),
+                              int(d["soft_limit_pct"]), d["tariff_plan"], tuple(d.get("always_allowed") or ()))
+
+
+# Every CDR needs its account's config several times (rating plan, period, limits), and the
+# stored state holds it as a plain dict. Building and validating the frozen dataclass each time
+# was ~4 constructions per CDR on the hot path; equal values give an equal, immutable object,
+# so one cached instance per distinct config is safe.
+@lru_cache(maxsize=1 << 16)
+def _cached_config(*fields) -> AccountConfig:
+    return AccountConfig(*fields)
 
 
 def soft_limit_micros(cfg: AccountConfig) -> int:
