@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import faust
 
-from streams import tansu_compat
+from streams import faust_compat, tansu_compat, topics
 from streams.settings import get_settings
 
 settings = get_settings()
@@ -51,6 +51,8 @@ app = faust.App(
 
 if settings.broker_is_tansu:
     tansu_compat.install(settings.kafka_client_config())
+# On every broker: a seek back to committed offsets must really go back (see faust_compat).
+faust_compat.install({spec.name for spec in topics.SPECS if not spec.compacted})
 
 # Import for registration side effects (agents, tables, pages).
 from streams.agents import authorize as _authorize  # noqa: E402,F401

@@ -9,6 +9,7 @@ tests/integration/test_agents.py checks the changelog partitions line up.
 """
 from __future__ import annotations
 
+import logging
 import weakref
 from collections import defaultdict
 from contextlib import contextmanager
@@ -16,7 +17,11 @@ from typing import Iterable
 
 from faust import streams as _faust_streams
 
+from streams.faust_compat import OffsetWatch
+from streams.metrics import count
 from streams.msg import Msg
+
+log = logging.getLogger("cdrflow.batching")
 
 
 @contextmanager
@@ -38,3 +43,18 @@ def by_partition(events: Iterable) -> dict[int, list]:
 def to_msg(event) -> Msg:
     m = event.message
     return Msg(m.topic, m.partition, m.offset, int(m.timestamp * 1000) if m.timestamp else 0, event.value)
+
+
+async def reread_if_skipped(app, watch: OffsetWatch, events, stage: str) -> None:
+    """A forward jump in an input partition would lose input: say so, and read again from the
+    committed offsets (Faust's commit waits at the hole, and replays are harmless)."""
+    committed = getattr(app.consumer, "_committed_offset", {})   # Faust's view: next offset to read
+    skips = watch.skips((e.message for e in events), app.consumer_generation_id,
+                        lambda m: committed.get(m.tp))
+    if not skips:
+        return
+    for topic, partition, prev, nxt in skips:
+        log.error("event=input_skipped stage=%s topic=%s partition=%s last=%s next=%s action=reread_from_committed",
+                  stage, topic, partition, prev, nxt)
+    count("input_skips", len(skips))
+    await app.consumer.perform_seek()

@@ -11,7 +11,8 @@ import orjson
 
 from streams import codecs, topics
 from streams.app import app, settings
-from streams.batching import acting_as, by_partition, to_msg
+from streams.batching import acting_as, by_partition, reread_if_skipped, to_msg
+from streams.faust_compat import OffsetWatch
 from streams.core import credit
 from streams.core.charge import utc_now_ms
 from streams.core.periods import period_of
@@ -38,6 +39,9 @@ accounts = app.Table(topics.ACCOUNT_TABLE, default=None, partitions=settings.par
                      key_type=bytes, value_type=bytes)
 
 
+offset_watch = OffsetWatch()
+
+
 def load_state(account: str) -> dict | None:
     raw = accounts.get(account.encode())
     return orjson.loads(raw) if raw else None
@@ -56,6 +60,7 @@ def _rate(cdr: dict, plan: str):
 @app.agent(charge_channel)
 async def charge(stream):
     async for events in stream.take_events(settings.batch_max, settings.batch_within_s):
+        await reread_if_skipped(app, offset_watch, events, "charge")
         for part, evs in by_partition(events).items():
             await _charge_partition(part, evs)
 

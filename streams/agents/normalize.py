@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from streams import codecs, topics
 from streams.app import app, settings
-from streams.batching import to_msg
+from streams.batching import reread_if_skipped, to_msg
+from streams.faust_compat import OffsetWatch
 from streams.core.charge import utc_now_ms
 from streams.metrics import count
 from streams.core.normalize import Limits
@@ -22,9 +23,13 @@ normalizer = Normalizer(
     wire=wire_from_settings(settings))
 
 
+offset_watch = OffsetWatch()
+
+
 @app.agent(raw_topic)
 async def normalize(stream):
     async for events in stream.take_events(settings.batch_max, settings.batch_within_s):
+        await reread_if_skipped(app, offset_watch, events, "normalize")
         res = normalizer.run_safe([to_msg(e) for e in events], utc_now_ms())
         for part, cdrs in res.by_partition.items():
             await normalized_topic.send(value=codecs.encode_batch(codecs.CANONICAL_BATCH, cdrs), partition=part)

@@ -122,6 +122,25 @@ class LocalStack:
                 raise RuntimeError(f"{name} (pid {child.pid}) exited with {child.popen.returncode}; "
                                    f"last lines of {child.log_path}:\n{child.tail()}")
 
+    def diagnostics(self, log_lines: int = 25) -> str:
+        """What a timed-out wait needs to be understood from a CI log alone: progress counters of
+        every process and the tail of each process's log."""
+        parts = []
+        try:
+            parts.append(f"sink status: {json.dumps(self.sink_status(), sort_keys=True)[:2000]}")
+        except Exception as exc:  # noqa: BLE001 - diagnostics must not mask the timeout
+            parts.append(f"sink status: unavailable ({exc})")
+        for name in self.worker_ports:
+            try:
+                parts.append(f"{name} stats: {json.dumps(self.worker_stats(name), sort_keys=True)[:2000]}")
+                parts.append(f"{name} assignment: {json.dumps(self.assignment(name), sort_keys=True)}")
+            except Exception as exc:  # noqa: BLE001
+                parts.append(f"{name} stats: unavailable ({exc})")
+        for name, child in self.children.items():
+            parts.append(f"--- last {log_lines} lines of {name} (pid {child.pid}, "
+                         f"{'alive' if child.alive() else 'exited'}) {child.log_path}:\n{child.tail(log_lines)}")
+        return "\n".join(parts)
+
     def stop_child(self, name: str) -> None:
         self.worker_ports.pop(name, None)
         child = self.children.pop(name, None)
@@ -145,11 +164,21 @@ class LocalStack:
 
 
 def wait_until(pred, timeout_s: float, interval_s: float = 0.5, what: str = "condition",
-               check=None) -> None:
+               check=None, diag=None) -> None:
+    """Poll ``pred``; ``check`` raises early if a process died. On timeout the error carries
+    ``diag()`` (by default the stack's diagnostics when ``check`` is a stack's ``check_alive``)."""
+    if diag is None and isinstance(getattr(check, "__self__", None), LocalStack):
+        diag = check.__self__.diagnostics
     deadline = time.monotonic() + timeout_s
     while not pred():
         if check:
             check()
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout_s}s waiting for {what}")
+            detail = ""
+            if diag:
+                try:
+                    detail = "\n" + diag()
+                except Exception as exc:  # noqa: BLE001
+                    detail = f"\n(diagnostics failed: {exc})"
+            raise TimeoutError(f"timed out after {timeout_s}s waiting for {what}{detail}")
         time.sleep(interval_s)

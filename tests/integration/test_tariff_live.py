@@ -130,4 +130,5 @@ def test_publish_apply_and_refuse(broker, fresh_book, tmp_path, capsys):
 
     t0 = time.monotonic()
     tariffs.stop_watcher()
-    assert time.monotonic() - t0 < 5 and not w.running
+    # Bounded, not timed: the watcher polls in short steps, so stopping must not hang.
+    assert time.monotonic() - t0 < 30 and not w.running

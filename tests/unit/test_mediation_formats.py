@@ -3,7 +3,6 @@ registry ids; rejects keep single-record raw bytes that re-decode to the same CD
 from __future__ import annotations
 
 import json
-import time
 import warnings
 from pathlib import Path
 
@@ -129,34 +128,29 @@ def test_registry_wire_round_trip_and_newer_writer():
     assert res.rejects[0]["reason"] == "unknown_schema"
 
 
-def test_switchcdr_batch_path_stays_fast():
-    """The container path with SwitchCdr must not slow down for the new types: compare with
-    decode + encode + normalize_batch done by hand (the old path)."""
+def test_switchcdr_container_path_equals_plain_normalize_batch():
+    """The container path (decode once, keep raw bytes, route) must produce exactly what
+    decoding each record and running normalize_batch by hand produces. Its speed is measured by
+    `cdrflow bench` (normalize stage), not here: timed assertions in unit tests are flaky."""
     from streams.core.normalize import normalize_batch
 
     base = samples()[formats.SWITCH_CDR]
     recs = [{**base, "call_id": f"c{i}", "account": f"a{i % 50}"} for i in range(5000)]
     msgs = [Msg("cdr.raw", 0, i, NOW, codecs.encode_container(codecs.SWITCH_CDR, recs[i * 500:(i + 1) * 500]))
             for i in range(10)]
-    n = Normalizer(8, SOURCES)
-    n.run(msgs, NOW)
+    res = Normalizer(8, SOURCES).run(msgs, NOW)
 
-    def old():
-        raws = []
-        for m in msgs:
-            _, rs = codecs.decode_container(m.value)
-            for r in rs:
-                codecs.encode(codecs.SWITCH_CDR, r)
-                raws.append(r)
-        normalize_batch(raws, lambda r: SOURCES.context_for(r.get("switch_id"), r.get("trunk")), NOW)
-
-    def best(f):
-        t = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            f()
-            t.append(time.perf_counter() - t0)
-        return min(t)
-
-    t_new, t_old = best(lambda: n.run(msgs, NOW)), best(old)
-    assert t_new < t_old * 1.5, (t_new, t_old)
+    raws = []
+    for m in msgs:
+        _, rs = codecs.decode_container(m.value)
+        raws.extend(rs)
+    want, rejected = normalize_batch(raws, lambda r: SOURCES.context_for(r.get("switch_id"), r.get("trunk")), NOW)
+    assert not rejected and not res.rejects
+    assert res.records_in == res.normalized == len(want) == 5000
+    got = sorted((c for part in res.by_partition.values() for c in part),
+                 key=lambda c: (c["source_offset"], c["source_index"]))
+    provenance = ("source_topic", "source_partition", "source_offset", "source_index", "ingest_ms", "raw")
+    assert [{k: v for k, v in c.items() if k not in provenance} for c in got] == want
+    # Each record keeps its own raw bytes and position, so a reject or replay can point at it.
+    assert [(c["source_offset"], c["source_index"]) for c in got] == [(i // 500, i % 500) for i in range(5000)]
+    assert all(codecs.decode(c["raw"])[1]["call_id"] == f"c{i}" for i, c in enumerate(got[:50]))
