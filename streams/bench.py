@@ -40,7 +40,7 @@ from typing import Callable
 
 from streams import codecs, topics
 from streams.core.charge import utc_now_ms
-from streams.local.stack import LocalStack, wait_until
+from streams.local.stack import LocalStack
 from streams.publisher import Publisher
 from streams.simulator import CdrGenerator, SimAccount, make_accounts
 
@@ -515,13 +515,9 @@ def run_bench(opts: BenchOptions, progress: Step | None = None) -> dict:
         accounts = make_accounts(opts.accounts, seed=opts.seed)
         lat_accounts = latency_accounts(opts.latency_accounts, opts.seed) if opts.latency else []
         step(f"provisioning {len(accounts) + len(lat_accounts)} accounts", phase="setup")
-        pub.commands(a.provision_command(now) for a in accounts + lat_accounts)
-        pub.flush()
-        need = len(accounts) + len(lat_accounts)
         # Provisioning scales with the account count (about 3k accounts/s here), so it gets the
         # run's own bound rather than a fixed one.
-        wait_until(lambda: stack.sink_status()["landed"].get("account_state_history", 0) >= need,
-                   max(300.0, opts.timeout_s), what="accounts to be provisioned", check=stack.check_alive)
+        stack.provision(pub, accounts + lat_accounts, now, max(300.0, opts.timeout_s))
         step(f"generating {opts.cdrs} CDRs", phase="setup")
         records = CdrGenerator(accounts, now, seed=opts.seed + 1).take(opts.cdrs)
         poller = StatusPoller(stack, opts.poll_ms / 1000)

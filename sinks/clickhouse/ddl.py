@@ -108,64 +108,58 @@ def create_schema_migrations(database: str) -> str:
             ") ENGINE = ReplacingMergeTree\nORDER BY version")
 
 
+def _replacing_table(database: str, version: Version, table: str, order_by: str, *, version_column: str = "",
+                     partition_by: str = "", columns_of: str = "") -> str:
+    """CREATE TABLE for a landing table: every one is a ReplacingMergeTree, so a replayed row
+    collapses with its first landing; they differ only in keys, partitioning and version column."""
+    engine = f"ReplacingMergeTree({version_column})" if version_column else "ReplacingMergeTree"
+    partition = f"PARTITION BY {partition_by}\n" if partition_by else ""
+    return (f"CREATE TABLE IF NOT EXISTS {table_ref(database, table)} (\n"
+            f"    {_columns_sql(columns_of or table, version)}\n"
+            f") ENGINE = {engine}\n"
+            f"{partition}ORDER BY {order_by}\n"
+            f"{_settings_sql(version)}")
+
+
 def create_cdr_rated(database: str, version: Version) -> str:
     # ORDER BY (account, start_time, cdr_key): an itemised bill reads one account's calls in time
     # order, so that prefix makes it a range scan; cdr_key last makes the sorting key unique per
     # CDR, which is what lets ReplacingMergeTree collapse replays and keep the highest
     # rating_version. start_time is part of the CDR (never wall clock), so a replay lands in the
     # same monthly partition and collapses there (RMT never merges across partitions).
-    return (f"CREATE TABLE IF NOT EXISTS {table_ref(database, 'cdr_rated')} (\n"
-            f"    {_columns_sql('cdr_rated', version)}\n"
-            ") ENGINE = ReplacingMergeTree(rating_version)\n"
-            "PARTITION BY toYYYYMM(start_time)\n"
-            "ORDER BY (account, start_time, cdr_key)\n"
-            f"{_settings_sql(version)}")
+    return _replacing_table(database, version, "cdr_rated", "(account, start_time, cdr_key)",
+                            version_column="rating_version", partition_by="toYYYYMM(start_time)")
 
 
 def create_cdr_rejected(database: str, version: Version) -> str:
     # No time partition: rejected_at is wall clock at the worker, so a redelivered reject could
     # fall into another partition and never collapse. reject_id alone identifies it.
-    return (f"CREATE TABLE IF NOT EXISTS {table_ref(database, 'cdr_rejected')} (\n"
-            f"    {_columns_sql('cdr_rejected', version)}\n"
-            ") ENGINE = ReplacingMergeTree\n"
-            "ORDER BY reject_id\n"
-            f"{_settings_sql(version)}")
+    return _replacing_table(database, version, "cdr_rejected", "reject_id")
 
 
 def create_barring_events(database: str, version: Version) -> str:
     # (account, seq) is the transition's identity (event_id = account:period:seq is stable across
     # replays) and also the order in which a controller's history is read.
-    return (f"CREATE TABLE IF NOT EXISTS {table_ref(database, 'barring_events')} (\n"
-            f"    {_columns_sql('barring_events', version)}\n"
-            ") ENGINE = ReplacingMergeTree\n"
-            "ORDER BY (account, seq)\n"
-            f"{_settings_sql(version)}")
+    return _replacing_table(database, version, "barring_events", "(account, seq)")
 
 
 def create_account_state_history(database: str, version: Version) -> str:
     # Every state snapshot of an account, keyed like the barring history so replays collapse.
-    return (f"CREATE TABLE IF NOT EXISTS {table_ref(database, 'account_state_history')} (\n"
-            f"    {_columns_sql('account_state_history', version)}\n"
-            ") ENGINE = ReplacingMergeTree\n"
-            "ORDER BY (account, seq)\n"
-            f"{_settings_sql(version)}")
+    return _replacing_table(database, version, "account_state_history", "(account, seq)")
 
 
 def create_notifications(database: str, version: Version) -> str:
     # notification_id is stable across replays (account:user:period:threshold or the limit's
     # seq), so a re-sent notification collapses; account first for "what did this customer get".
-    return (f"CREATE TABLE IF NOT EXISTS {table_ref(database, 'notifications')} (\n"
-            f"    {_columns_sql('notifications', version)}\n"
-            ") ENGINE = ReplacingMergeTree\n"
-            "ORDER BY (account, notification_id)\n"
-            f"{_settings_sql(version)}")
+    return _replacing_table(database, version, "notifications", "(account, notification_id)")
 
 
 def create_cdr_commissions(database: str, version: Version) -> str:
     # Same shape and keys as cdr_rated (the commission of one CDR per partner and rating version),
     # kept apart so that no bill or spend query can ever include the partner's share.
-    return create_cdr_rated(database, version).replace(
-        table_ref(database, "cdr_rated"), table_ref(database, "cdr_commissions"), 1)
+    return _replacing_table(database, version, "cdr_commissions", "(account, start_time, cdr_key)",
+                            version_column="rating_version", partition_by="toYYYYMM(start_time)",
+                            columns_of="cdr_rated")
 
 
 # Append only; never renumber or edit an applied migration — add a new one instead.

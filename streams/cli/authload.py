@@ -30,7 +30,7 @@ def cmd_load(args) -> int:
         print(json.dumps(out))
         return 0
     from streams.core.charge import utc_now_ms
-    from streams.local.stack import LocalStack, wait_until
+    from streams.local.stack import LocalStack
     from streams.publisher import Publisher
     from streams.simulator import make_accounts
 
@@ -40,10 +40,7 @@ def cmd_load(args) -> int:
         stack.wait_workers_ready(120)
         accounts = make_accounts(args.accounts, seed=5)
         pub = Publisher(stack.client_conf)
-        pub.commands(a.provision_command(utc_now_ms()) for a in accounts)
-        pub.flush()
-        wait_until(lambda: stack.sink_status()["landed"].get("account_state_history", 0) >= len(accounts), 120,
-                   what="accounts to be provisioned", check=stack.check_alive)
+        stack.provision(pub, accounts, utc_now_ms())
         url = f"http://127.0.0.1:{stack.worker_ports['worker-1']}"
         console.log(f"load: {args.requests} requests, concurrency {args.concurrency}, {url}")
         out = asyncio.run(run_load(url, [a.account for a in accounts], args.requests, args.concurrency,

@@ -86,10 +86,7 @@ def run_demo(opts: DemoOptions, progress=None) -> dict:
         accounts = make_accounts(opts.accounts, seed=opts.seed)
         now = utc_now_ms()
         step(f"provisioning {len(accounts)} accounts")
-        pub.commands(a.provision_command(now) for a in accounts)
-        pub.flush()
-        wait_until(lambda: stack.sink_status()["landed"].get("account_state_history", 0) >= len(accounts),
-                   120, what="accounts to be provisioned", check=stack.check_alive)
+        stack.provision(pub, accounts, now)
 
         gen = CdrGenerator(accounts, now, seed=opts.seed + 1)
         records = gen.take(opts.cdrs)

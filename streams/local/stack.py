@@ -122,6 +122,16 @@ class LocalStack:
                 raise RuntimeError(f"{name} (pid {child.pid}) exited with {child.popen.returncode}; "
                                    f"last lines of {child.log_path}:\n{child.tail()}")
 
+    def provision(self, publisher, accounts, now_ms: int, timeout_s: float = 120.0) -> None:
+        """Send each account's provision command and wait until every one's first state row has
+        landed, so CDRs published next never meet an unknown account."""
+        before = self.sink_status()["landed"].get("account_state_history", 0)
+        publisher.commands(a.provision_command(now_ms) for a in accounts)
+        publisher.flush()
+        need = before + len(accounts)
+        wait_until(lambda: self.sink_status()["landed"].get("account_state_history", 0) >= need, timeout_s,
+                   what=f"{len(accounts)} accounts to be provisioned", check=self.check_alive)
+
     def diagnostics(self, log_lines: int = 25) -> str:
         """What a timed-out wait needs to be understood from a CI log alone: progress counters of
         every process and the tail of each process's log."""

@@ -41,10 +41,7 @@ def test_sigkill_worker_mid_run_keeps_exact_totals(tmp_path):
         pub = Publisher(stack.client_conf)
         accounts = make_accounts(n_accounts, seed=3, heavy_share=0.2)
         now = utc_now_ms()
-        pub.commands(a.provision_command(now) for a in accounts)
-        pub.flush()
-        wait_until(lambda: stack.sink_status()["landed"].get("account_state_history", 0) >= n_accounts, 120,
-                   what="provisioning", check=stack.check_alive)
+        stack.provision(pub, accounts, now)
         records = CdrGenerator(accounts, now, seed=5).take(n_cdrs)
         dups = random.Random(1).sample(records, 300)
         # Small containers and single records, so the kill lands in the middle of many batches.

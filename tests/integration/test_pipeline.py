@@ -38,10 +38,7 @@ def test_batches_land_and_changelog_partitions_line_up(stack):
     pub = Publisher(stack.client_conf)
     accounts = make_accounts(80, seed=21)
     now = utc_now_ms()
-    pub.commands(a.provision_command(now) for a in accounts)
-    pub.flush()
-    wait_until(lambda: stack.sink_status()["landed"].get("account_state_history", 0) >= 80, 120,
-               what="provisioning", check=stack.check_alive)
+    stack.provision(pub, accounts, now)
     records = CdrGenerator(accounts, now, seed=22).take(3000)
     pub.cdrs(records[:1500], "batch", batch_size=250)
     pub.cdrs(records[1500:], "single")

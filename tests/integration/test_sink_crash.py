@@ -40,14 +40,14 @@ def _landed(stack) -> int:
         return -1
 
 
-def _publish(stack):
+def _publish_until_a_fifth_landed(stack):
+    """Provision, start trickling CDRs in the background, and return once a fifth has landed:
+    the failure each test injects then falls in the middle of the landing."""
+    stack.wait_workers_ready(120)
     pub = Publisher(stack.client_conf)
     accounts = make_accounts(N_ACCOUNTS, seed=11, heavy_share=0.2)
     now = utc_now_ms()
-    pub.commands(a.provision_command(now) for a in accounts)
-    pub.flush()
-    wait_until(lambda: _landed(stack) >= 0 and stack.sink_status()["landed"].get("account_state_history", 0)
-               >= N_ACCOUNTS, 120, what="provisioning", check=stack.check_alive)
+    stack.provision(pub, accounts, now)
     records = CdrGenerator(accounts, now, seed=13).take(N_CDRS)
 
     def trickle():
@@ -62,6 +62,7 @@ def _publish(stack):
     thread.start()
     cfgs = {a.account: {"tariff_plan": "default", "timezone": a.timezone, "period_kind": a.period_kind}
             for a in accounts}
+    wait_until(lambda: _landed(stack) >= N_CDRS // 5, 240, 0.05, what="a fifth to land", check=stack.check_alive)
     return expected_spend(records, cfgs, now), thread
 
 
@@ -108,10 +109,7 @@ def test_sigkill_sink_mid_batch_chdb(tmp_path):
     stack = LocalStack(tmp_path / "stack", workers=1)
     stack.start()
     try:
-        stack.wait_workers_ready(120)
-        expected, publishing = _publish(stack)
-        wait_until(lambda: _landed(stack) >= N_CDRS // 5, 240, 0.05, what="a fifth to land",
-                   check=stack.check_alive)
+        expected, publishing = _publish_until_a_fifth_landed(stack)
         assert publishing.is_alive(), "the kill must happen while CDRs are still arriving"
         stack.children["sink"].kill()                         # SIGKILL mid-landing
         stack.children.pop("sink")
@@ -152,10 +150,7 @@ def test_clickhouse_server_dies_mid_landing(tmp_path, ch_server):
     stack = LocalStack(tmp_path / "stack", workers=1, clickhouse=target)
     stack.start()
     try:
-        stack.wait_workers_ready(120)
-        expected, publishing = _publish(stack)
-        wait_until(lambda: _landed(stack) >= N_CDRS // 5, 240, 0.05, what="a fifth to land",
-                   check=stack.check_alive)
+        expected, publishing = _publish_until_a_fifth_landed(stack)
         assert publishing.is_alive(), "the outage must start while CDRs are still arriving"
         sink = stack.children["sink"]
         rss_before = _rss_kb(sink.pid)

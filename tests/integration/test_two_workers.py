@@ -23,10 +23,7 @@ def test_partitions_move_between_two_workers_and_state_stays_right(tmp_path):
         pub = Publisher(stack.client_conf)
         accounts = make_accounts(60, seed=41, heavy_share=0.3)
         now = utc_now_ms()
-        pub.commands(a.provision_command(now) for a in accounts)
-        pub.flush()
-        wait_until(lambda: stack.sink_status()["landed"].get("account_state_history", 0) >= 60, 120,
-                   what="provisioning", check=stack.check_alive)
+        stack.provision(pub, accounts, now)
         records = CdrGenerator(accounts, now, seed=42).take(4500)
 
         def publish_and_wait(chunk, total):

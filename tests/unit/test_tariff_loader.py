@@ -221,6 +221,14 @@ plans:
               - {period: eve, days: fri, from: "18:00", to: "22:00"}  # BAD
         services: {sms: "0.05"}
 """),
+    # A scalar where the rules list belongs is refused like every other list (it once meant "no rules").
+    ("rules not a list", "rules must be a list of {period, days, from, to}", GOOD_HEAD + """\
+        schedules:
+          s:
+            default: off_peak
+            rules: false  # BAD
+        services: {sms: "0.05"}
+"""),
     ("unquoted time", "HH:MM", GOOD_HEAD + """\
         schedules:
           s:

@@ -149,6 +149,22 @@ class _Ctx:
             row = node.item_lines[key] if isinstance(key, int) and key < len(node.item_lines) else node.line
         raise TariffError(self.path, row, problem, where)
 
+    def each_mapping(self, node: Any, key: str, where: str, allowed: set[str], item: str, shape: str,
+                     required: bool = False, non_empty: bool = False):
+        """(index, mapping, where) for each entry of the list of mappings under ``key``, checked
+        for its keys. An optional list may be absent; errors name the row and the expected shape."""
+        raw = node.get(key)
+        if raw is None and not required:
+            return
+        if not isinstance(raw, list) or (non_empty and not raw):
+            self.fail(node, key, where, f"{key} must be a {'non-empty ' if non_empty else ''}list of {shape}")
+        for i, entry in enumerate(raw):
+            w = f"{where}.{key}[{i}]"
+            if not isinstance(entry, dict):
+                self.fail(raw, i, w, f"a {item} must be a mapping {shape}")
+            self.keys(entry, allowed, w)
+            yield i, entry, w
+
     # -- scalar readers: each refuses what could silently mean something else ------------------
     def keys(self, node: Any, allowed: set[str], where: str) -> None:
         if not isinstance(node, dict):
@@ -293,14 +309,7 @@ def _build_schedule(ctx: _Ctx, name: str, node: Any, tz: str, where: str) -> Sch
     default = ctx.string(node, "default", where)
     periods: list[str] = [default]
     rules: list[tuple[frozenset[int], int, int, int]] = []
-    raw_rules = node.get("rules") or []
-    if not isinstance(raw_rules, list):
-        ctx.fail(node, "rules", where, "rules must be a list")
-    for i, r in enumerate(raw_rules):
-        w = f"{where}.rules[{i}]"
-        if not isinstance(r, dict):
-            ctx.fail(raw_rules, i, w, "a rule must be a mapping {period, days, from, to}")
-        ctx.keys(r, _RULE_KEYS, w)
+    for _i, r, w in ctx.each_mapping(node, "rules", where, _RULE_KEYS, "rule", "{period, days, from, to}"):
         period = ctx.string(r, "period", w)
         days = _parse_days(ctx, r, w)
         lo, hi = _parse_minute(ctx, r, "from", w), _parse_minute(ctx, r, "to", w)
@@ -362,15 +371,9 @@ def _build_destination(ctx: _Ctx, name: str, node: Any, where: str, schedules: d
             ctx.fail(node, "schedule", where, f"schedule {sname!r} is not defined in this version")
     periods = sched.periods if sched is not None else ("*",)
 
-    raw_groups = node.get("groups")
-    if not isinstance(raw_groups, list) or not raw_groups:
-        ctx.fail(node, "groups", where, "groups must be a non-empty list of {start, rate, unit, increment}")
     parsed = []
-    for i, g in enumerate(raw_groups):
-        w = f"{where}.groups[{i}]"
-        if not isinstance(g, dict):
-            ctx.fail(raw_groups, i, w, "a group must be a mapping {start, rate, unit, increment}")
-        ctx.keys(g, _GROUP_KEYS, w)
+    for i, g, w in ctx.each_mapping(node, "groups", where, _GROUP_KEYS, "group", "{start, rate, unit, increment}",
+                                    required=True, non_empty=True):
         start = ctx.integer(g, "start", w, 0 if i == 0 else None)
         unit = ctx.integer(g, "unit", w, 60, lo=1)
         inc = ctx.integer(g, "increment", w, None, lo=1)
@@ -495,43 +498,29 @@ def _fraction(ctx: _Ctx, node: dict, key: str, where: str) -> Fraction:
 
 def _build_extras(ctx: _Ctx, node: LDict, where: str, rounding: RoundingRule) -> Extras:
     tiers: list[VolumeTier] = []
-    raw_t = node.get("volume_tiers")
-    if raw_t is not None:
-        if not isinstance(raw_t, list) or not raw_t:
-            ctx.fail(node, "volume_tiers", where, "volume_tiers must be a non-empty list of {from_minutes, coefficient}")
-        for i, t in enumerate(raw_t):
-            w = f"{where}.volume_tiers[{i}]"
-            if not isinstance(t, dict):
-                ctx.fail(raw_t, i, w, "a tier must be a mapping {from_minutes, coefficient}")
-            ctx.keys(t, _TIER_KEYS, w)
-            lo = ctx.integer(t, "from_minutes", w, None)
-            if i == 0 and lo != 0:
-                ctx.fail(t, "from_minutes", w, "the first tier must start at from_minutes: 0")
-            if tiers and lo <= tiers[-1].from_minutes:
-                ctx.fail(t, "from_minutes", w, f"from_minutes must increase ({lo} after {tiers[-1].from_minutes})")
-            if "coefficient" not in t:
-                ctx.fail(t, None, w, "coefficient is required")
-            tiers.append(VolumeTier(lo, _fraction(ctx, t, "coefficient", w)))
+    for i, t, w in ctx.each_mapping(node, "volume_tiers", where, _TIER_KEYS, "tier", "{from_minutes, coefficient}",
+                                    non_empty=True):
+        lo = ctx.integer(t, "from_minutes", w, None)
+        if i == 0 and lo != 0:
+            ctx.fail(t, "from_minutes", w, "the first tier must start at from_minutes: 0")
+        if tiers and lo <= tiers[-1].from_minutes:
+            ctx.fail(t, "from_minutes", w, f"from_minutes must increase ({lo} after {tiers[-1].from_minutes})")
+        if "coefficient" not in t:
+            ctx.fail(t, None, w, "coefficient is required")
+        tiers.append(VolumeTier(lo, _fraction(ctx, t, "coefficient", w)))
     partners: list[Partner] = []
-    raw_c = node.get("commission")
-    if raw_c is not None:
-        if not isinstance(raw_c, list):
-            ctx.fail(node, "commission", where, "commission must be a list of {partner, percent | plan}")
-        for i, c in enumerate(raw_c):
-            w = f"{where}.commission[{i}]"
-            if not isinstance(c, dict):
-                ctx.fail(raw_c, i, w, "a commission must be a mapping {partner, percent | plan}")
-            ctx.keys(c, _PARTNER_KEYS, w)
-            name = ctx.string(c, "partner", w)
-            if any(p.partner == name for p in partners):
-                ctx.fail(c, "partner", w, f"partner {name!r} appears twice")
-            has_pct, has_plan = c.get("percent") is not None, c.get("plan") is not None
-            if has_pct == has_plan:
-                ctx.fail(c, None, w, "give exactly one of percent (of our cost) or plan (the partner's price list)")
-            pct = _fraction(ctx, c, "percent", w) if has_pct else None
-            plan = ctx.string(c, "plan", w) if has_plan else None
-            label = ctx.string(c, "label", w, required=False) or f"commission:{name}"
-            partners.append(Partner(name, pct, plan, label))
+    for _i, c, w in ctx.each_mapping(node, "commission", where, _PARTNER_KEYS, "commission",
+                                     "{partner, percent | plan}"):
+        name = ctx.string(c, "partner", w)
+        if any(p.partner == name for p in partners):
+            ctx.fail(c, "partner", w, f"partner {name!r} appears twice")
+        has_pct, has_plan = c.get("percent") is not None, c.get("plan") is not None
+        if has_pct == has_plan:
+            ctx.fail(c, None, w, "give exactly one of percent (of our cost) or plan (the partner's price list)")
+        pct = _fraction(ctx, c, "percent", w) if has_pct else None
+        plan = ctx.string(c, "plan", w) if has_plan else None
+        label = ctx.string(c, "label", w, required=False) or f"commission:{name}"
+        partners.append(Partner(name, pct, plan, label))
     sub = None
     raw_s = node.get("subscription")
     if raw_s is not None:
