@@ -22,8 +22,11 @@ venv: $(STAMP)
 system-deps:
 	bash deploy/install-system-deps.sh
 
+# In a terminal the stack and the portal stay up after the check (Ctrl-C stops them); elsewhere
+# (CI, pipes) the demo ends by itself.
+STAY ?= $(shell [ -t 0 ] && echo --stay)
 run: $(STAMP)
-	$(VENV)/bin/cdrflow demo --cdrs $(CDRS) --accounts $(ACCOUNTS)
+	$(VENV)/bin/cdrflow demo --cdrs $(CDRS) --accounts $(ACCOUNTS) $(STAY)
 
 test: $(STAMP) system-deps
 	$(PY) -m pytest -q -ra

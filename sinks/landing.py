@@ -154,6 +154,10 @@ class Metrics:
         self.undecodable = Counter("cdrflow_sink_undecodable", "Messages that did not decode",
                                    registry=self.registry)
         self.n_batches = self.n_rows = self.n_retries = self.n_undecodable = 0
+        # Rows inserted per table since start (after in-batch dedupe), kept by the landing loop so
+        # progress can be read without a query: `count() FINAL` per poll made the sink spend
+        # most of its CPU answering the benchmark. Replays can count a row twice; FINAL cannot.
+        self.landed_rows: dict[str, int] = {}
         # Consumer lag per partition = (last offset seen + 1) − committed offset: read but not yet
         # landed and committed. Deliberately not against the broker's high watermark: tansu's
         # ListOffsets high watermark is wrong, so lag computed from it would be meaningless.
@@ -240,6 +244,7 @@ class Sink:
             self.batch.landed_tables.add(table)
             self.metrics.rows.labels(table).inc(len(rows))
             self.metrics.n_rows += len(rows)
+            self.metrics.landed_rows[table] = self.metrics.landed_rows.get(table, 0) + len(rows)
             inserted += len(rows)
         return inserted
 
@@ -324,6 +329,20 @@ class Sink:
             log.error("event=shutdown_unflushed rows=%d (uncommitted; will be re-read)", self.batch.count)
         return 0 if ok else 1
 
+    def counters(self) -> dict:
+        """Progress from memory only (no ClickHouse query): cheap enough to poll often."""
+        m = self.metrics
+        # dict() of a plain dict is one C call under the GIL: a consistent copy while the
+        # landing thread keeps adding.
+        return {
+            "rows_landed": dict(m.landed_rows),
+            "batches": m.n_batches,
+            "rows_inserted": m.n_rows,
+            "retries": m.n_retries,
+            "undecodable": m.n_undecodable,
+            "lag": m.lag_by_partition(),
+        }
+
     def status(self) -> dict:
         return {
             "landed": ddl.landed_counts(self.backend),
@@ -338,7 +357,7 @@ class Sink:
 
 # ------------------------------------------------------------------------------- HTTP status
 
-def serve_status(sink: Sink, port: int) -> ThreadingHTTPServer:
+def serve_status(sink: Sink, port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:
     from prometheus_client import exposition
 
     class Handler(BaseHTTPRequestHandler):
@@ -349,6 +368,8 @@ def serve_status(sink: Sink, port: int) -> ThreadingHTTPServer:
                 except Exception as exc:  # ClickHouse down: say so rather than hang up
                     body, code = json.dumps({"error": repr(exc)}).encode(), 503
                 ctype = "application/json"
+            elif self.path.split("?")[0] == "/counters":
+                body, code, ctype = json.dumps(sink.counters()).encode(), 200, "application/json"
             elif self.path.split("?")[0] == "/metrics":
                 body, code, ctype = exposition.generate_latest(sink.metrics.registry), 200, exposition.CONTENT_TYPE_LATEST
             else:
@@ -362,7 +383,7 @@ def serve_status(sink: Sink, port: int) -> ThreadingHTTPServer:
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server = ThreadingHTTPServer((host, port), Handler)
     threading.Thread(target=server.serve_forever, name="sink-status", daemon=True).start()
     return server
 
@@ -370,13 +391,19 @@ def serve_status(sink: Sink, port: int) -> ThreadingHTTPServer:
 # ---------------------------------------------------------------------------------------- main
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m sinks", description="Land cdrflow topics into ClickHouse.")
+    p = argparse.ArgumentParser(prog="cdrflow sink", description="Land cdrflow topics into ClickHouse.")
     p.add_argument("--bootstrap", default=os.environ.get("CDRFLOW_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
                    help="Kafka bootstrap servers (env CDRFLOW_KAFKA_BOOTSTRAP)")
     p.add_argument("--clickhouse", default=os.environ.get("CDRFLOW_CLICKHOUSE", "chdb://var/chdb"),
                    help="clickhouse://user:pass@host:port/db, chdb://PATH or a path (env CDRFLOW_CLICKHOUSE)")
     p.add_argument("--status-port", type=int, default=int(os.environ.get("CDRFLOW_SINK_STATUS_PORT", "0")),
-                   help="HTTP /status and /metrics on 127.0.0.1; 0 = off (env CDRFLOW_SINK_STATUS_PORT)")
+                   help="HTTP /status and /metrics port; 0 = off (env CDRFLOW_SINK_STATUS_PORT)")
+    p.add_argument("--status-host", default=os.environ.get("CDRFLOW_SINK_STATUS_HOST", "127.0.0.1"),
+                   help="address of /status and /metrics (env CDRFLOW_SINK_STATUS_HOST; 0.0.0.0 for Prometheus "
+                        "in another container)")
+    p.add_argument("--portal-port", type=int, default=int(os.environ.get("CDRFLOW_SINK_PORTAL_PORT", "0")),
+                   help="also serve the self-care portal on this port over the sink's backend (chdb allows one "
+                        "process per data path); 0 = off (env CDRFLOW_SINK_PORTAL_PORT; bind: CDRFLOW_PORTAL_HOST)")
     p.add_argument("--group", default=GROUP)
     p.add_argument("--topics", default=",".join(TOPICS))
     p.add_argument("--batch-rows", type=int, default=20_000)
@@ -388,7 +415,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # force: `cdrflow sink` has configured the root logger already (WARNING), which made a plain
+    # basicConfig here a no-op and lost every INFO line of the sink.
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s",
+                        force=True)
     from confluent_kafka import Consumer
 
     backend = open_backend(args.clickhouse)
@@ -410,9 +440,13 @@ def main(argv=None) -> int:
         "session.timeout.ms": args.session_timeout_ms,
     })
     sink = Sink(consumer, backend, max_rows=args.batch_rows, max_age_s=args.batch_seconds)
-    server = serve_status(sink, args.status_port) if args.status_port else None
+    server = serve_status(sink, args.status_port, args.status_host) if args.status_port else None
     if server:
-        log.info("event=status_listening port=%d", server.server_address[1])
+        log.info("event=status_listening host=%s port=%d", *server.server_address[:2])
+    portal = None
+    if args.portal_port:
+        from streams.portal.embedded import start_for_sink
+        portal = start_for_sink(backend, args.bootstrap, get_settings().portal_host, args.portal_port)
 
     def _stop(signum, _frame):
         log.info("event=signal signum=%d", signum)
@@ -426,6 +460,8 @@ def main(argv=None) -> int:
     finally:
         if server:
             server.shutdown()
+        if portal:
+            portal.stop()
         consumer.close()
         backend.close()
         log.info("event=sink_stop rc=%d", rc)

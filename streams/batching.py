@@ -13,7 +13,7 @@ import logging
 import weakref
 from collections import defaultdict
 from contextlib import contextmanager
-from typing import Iterable
+from typing import Callable, Iterable, Iterator, Sequence
 
 from faust import streams as _faust_streams
 
@@ -58,3 +58,51 @@ async def reread_if_skipped(app, watch: OffsetWatch, events, stage: str) -> None
                   stage, topic, partition, prev, nxt)
     count("input_skips", len(skips))
     await app.consumer.perform_seek()
+
+
+# Room left in a producer request for the record batch header, the record's own framing, its
+# key and Faust's headers, so an encoded value of ``limit - OUTPUT_MARGIN`` bytes always sends.
+OUTPUT_MARGIN = 16 * 1024
+
+
+class OutputTooLarge(ValueError):
+    """One record encodes larger than the producer may send: it cannot be split."""
+
+
+def encoded_chunks(encode: Callable[[Sequence], bytes], records: Sequence, max_bytes: int,
+                   max_records: int = 0) -> Iterator[tuple[bytes, int]]:
+    """(encoded value, record count) of consecutive slices of ``records``, in order, each at
+    most ``max_bytes`` long and ``max_records`` records (0: no count limit).
+
+    Encodes once in the usual case; a slice over the byte limit is re-split by its measured
+    size. A 17 MB canonical batch once failed to send and stopped the normaliser for good."""
+    step = max_records if max_records > 0 else max(len(records), 1)
+    todo = [(i, min(i + step, len(records))) for i in range(0, len(records), step)]
+    todo.reverse()
+    while todo:
+        lo, hi = todo.pop()
+        value = encode(records[lo:hi])
+        if len(value) <= max_bytes:
+            yield value, hi - lo
+            continue
+        if hi - lo == 1:
+            raise OutputTooLarge(f"one record encodes to {len(value)} bytes, over the {max_bytes}-byte output limit")
+        # Aim a little under the limit so one re-split is nearly always enough.
+        parts = min(hi - lo, -(-len(value) * 5 // (max_bytes * 4)) + 1)
+        size = -(-(hi - lo) // parts)
+        todo.extend(reversed([(i, min(i + size, hi)) for i in range(lo, hi, size)]))
+
+
+def fitted_reject(rej: dict, encode: Callable[[dict], bytes], max_bytes: int) -> bytes:
+    """The encoded reject, its raw bytes cut to fit one producer request if they must be.
+
+    A raw message just under the broker's limit makes a reject just over it; failing the send
+    would stop the agent, so the reject keeps the leading bytes and says how many it had."""
+    value = encode(rej)
+    if len(value) <= max_bytes:
+        return value
+    raw = rej.get("raw") or b""
+    keep = max(0, len(raw) - (len(value) - max_bytes) - 1024)
+    cut = {**rej, "raw": raw[:keep],
+           "detail": f"{rej.get('detail', '')} [raw cut to its first {keep} of {len(raw)} bytes to fit the output limit]"}
+    return encode(cut)

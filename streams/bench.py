@@ -3,9 +3,13 @@
 Phases, all in one run (see ``run_bench``):
 
 1. **Flood** (end-to-end throughput). Accounts are provisioned and CDRs generated before the
-   clock starts. The clock runs from the first publish to the first sink status poll that shows
-   every CDR landed in ClickHouse (distinct rows, ``count() FINAL``; rated + rejected). tansu's
-   high watermark is wrong, so completion is never judged by lag.
+   clock starts. The clock runs from the first publish to the first poll of the sink's in-memory
+   counters (``/counters``: rows landed per table, no query) that shows every CDR landed as
+   rated or rejected. Then ONE ``count() FINAL`` (``/status``) verifies the distinct rows; only
+   if replays left it short is FINAL re-read once a second, and the clock then ends at the
+   verifying reply. tansu's high watermark is wrong, so completion is never judged by lag.
+   Worker and sink CPU (utime+stime from /proc/<pid>/stat) over the flood are reported per CDR
+   and per landed row, next to the raw consume+decode cost of phase 2.
 2. **Raw limit** (the ceiling). A confluent-kafka consumer assigned to every partition of
    ``cdr.raw`` from the beginning reads the same input back and decodes it fully with fastavro
    (containers record by record, single records with the Confluent framing).
@@ -19,20 +23,24 @@ Phases, all in one run (see ``run_bench``):
    the output encodings and the Faust table's JSON serialisation, to show where time goes.
 
 Landing lag: the sink does not record a landing time per row, and chdb is owned by the sink
-process, so the bench polls the sink's ``/status`` every ``poll_ms`` and attributes newly landed
+process, so the bench polls the sink's ``/counters`` every ``poll_ms`` and attributes newly landed
 rows to the poll's reply time in publish order (FIFO): the k-th CDR published is taken to have
 landed at the first poll that shows at least k rows. The error is one poll interval plus the
 status query time (both reported), and the FIFO order is approximate across partitions.
+Polling ``/status`` instead (``count() FINAL`` per poll, ~65 ms of sink CPU each) made the sink
+spend most of its CPU answering the benchmark (issue 16).
 """
 from __future__ import annotations
 
 import bisect
+import json
 import os
 import platform
 import shutil
 import tempfile
 import threading
 import time
+import urllib.request
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +53,8 @@ from streams.publisher import Publisher
 from streams.simulator import CdrGenerator, SimAccount, make_accounts
 
 LANDING_LAG_METHOD = (
-    "sink /status polled every poll_ms (count() FINAL of cdr_rated + cdr_rejected); the k-th CDR "
+    "sink /counters polled every poll_ms (rows of cdr_rated + cdr_rejected the landing loop inserted, "
+    "kept in memory; verified once with count() FINAL at the end of each phase); the k-th CDR "
     "published is attributed to the first poll whose reply shows >= k landed rows (FIFO), lag = "
     "that reply's wall time - the CDR's publish (Kafka CreateTime) time; error <= one poll "
     "interval + status query time; order across partitions is approximate")
@@ -66,6 +75,7 @@ class BenchOptions:
     latency_seconds: float = 15.0
     latency_accounts: int = 200
     poll_ms: int = 100
+    poll_final: bool = False            # poll count() FINAL (/status) as before issue 16, to measure its cost
     stage_profile: bool = True
     profile_cdrs: int = 100_000         # at most this many CDRs go through the stage profile
     timeout_s: float = 900
@@ -117,6 +127,35 @@ def cpu_seconds(pid: int) -> float | None:
         return None
 
 
+def cpu_of(pids: dict[str, int]) -> dict[str, float | None]:
+    return {name: cpu_seconds(pid) for name, pid in pids.items()}
+
+
+def cpu_per_cdr(before: dict, after: dict, cdrs: int, rows: int, raw_cdrs_per_s: float | None) -> dict:
+    """Worker CPU per CDR and sink CPU per landed row over a phase, in µs, and their ratios to
+    the raw consume+decode cost per CDR (1e6 / raw rate: one core decoding the same input).
+    ``before``/``after``: process name -> CPU seconds; names other than "sink"/"tansu" are workers."""
+    def spent(names):
+        got = [after[n] - before[n] for n in names if before.get(n) is not None and after.get(n) is not None]
+        return sum(got) if got else None
+
+    workers = [n for n in after if n not in ("sink", "tansu")]
+    w, k = spent(workers), spent(["sink"])
+    out: dict = {
+        "worker_cpu_us_per_cdr": round(w / cdrs * 1e6, 1) if w is not None and cdrs else None,
+        "sink_cpu_us_per_row": round(k / rows * 1e6, 1) if k is not None and rows else None,
+        "broker_cpu_us_per_cdr": (round(spent(["tansu"]) / cdrs * 1e6, 1)
+                                  if "tansu" in after and spent(["tansu"]) is not None and cdrs else None),
+        "raw_decode_us_per_cdr": round(1e6 / raw_cdrs_per_s, 2) if raw_cdrs_per_s else None,
+        "targets": {"worker_cpu_us_per_cdr": 80, "sink_cpu_us_per_row": 20},
+        "method": "utime+stime of each process from /proc/<pid>/stat (10 ms ticks) over the phase",
+    }
+    raw = out["raw_decode_us_per_cdr"]
+    for key, name in (("worker_cpu_us_per_cdr", "worker_cpu_x_raw"), ("sink_cpu_us_per_row", "sink_cpu_x_raw")):
+        out[name] = round(out[key] / raw, 1) if out[key] is not None and raw else None
+    return out
+
+
 def landing_lags(publish_marks: list[tuple[int, float]], samples: list[tuple[float, int]],
                  base_landed: int = 0) -> list[float]:
     """FIFO attribution of landing times (see LANDING_LAG_METHOD).
@@ -141,12 +180,40 @@ def landing_lags(publish_marks: list[tuple[int, float]], samples: list[tuple[flo
     return lags
 
 
-class StatusPoller(threading.Thread):
-    """Polls the sink's /status at a fixed interval and keeps (reply wall ms, landed rows)."""
+def sink_counters(stack: LocalStack) -> dict:
+    """The sink's in-memory counters (no ClickHouse query, see sinks/landing.py)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack.sink_status_port}/counters", timeout=10) as r:
+        return json.load(r)
 
-    def __init__(self, stack: LocalStack, interval_s: float):
+
+def verify_final(stack: LocalStack, base: int, expected: int, timeout_s: float,
+                 check: Callable[[], None] | None = None) -> dict:
+    """One ``count() FINAL`` after the counters say done. Counters may run ahead of distinct
+    rows (a replayed batch counts twice), so re-read once a second until FINAL agrees."""
+    deadline = time.monotonic() + timeout_s
+    reads = 0
+    while True:
+        t0 = time.monotonic()
+        st = stack.sink_status()
+        reads += 1
+        if _final_total(st) - base >= expected:
+            return {"status": st, "wall_ms": time.time() * 1000, "reads": reads,
+                    "query_ms": round((time.monotonic() - t0) * 1000, 1)}
+        if check:
+            check()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s}s: count() FINAL shows "
+                               f"{_final_total(st) - base} of {expected} CDRs landed")
+        time.sleep(1.0)
+
+
+class StatusPoller(threading.Thread):
+    """Polls the sink's /counters at a fixed interval and keeps (reply wall ms, landed rows)."""
+
+    def __init__(self, stack: LocalStack, interval_s: float, final: bool = False):
         super().__init__(name="bench-status-poller", daemon=True)
         self.stack = stack
+        self.final = final
         self.interval_s = interval_s
         self.samples: list[tuple[float, int]] = []
         self.query_ms: list[float] = []
@@ -160,7 +227,9 @@ class StatusPoller(threading.Thread):
         while not self._halt.is_set():
             t0 = time.monotonic()
             try:
-                st = self.stack.sink_status()
+                st = self.stack.sink_status() if self.final else sink_counters(self.stack)
+                if self.final:   # the same shape as /counters, so the waits read one field
+                    st = {**st, "rows_landed": st["landed"]}
             except Exception as exc:   # a slow or restarting sink: retry, give up after many
                 errors += 1
                 if errors > 50:
@@ -169,10 +238,9 @@ class StatusPoller(threading.Thread):
                 self._halt.wait(self.interval_s)
                 continue
             t1 = time.monotonic()
-            landed = st["landed"]
             with self._new:
                 self.last = st
-                self.samples.append((time.time() * 1000, landed.get("cdr_rated", 0) + landed.get("cdr_rejected", 0)))
+                self.samples.append((time.time() * 1000, _landed_total(st)))
                 self.query_ms.append((t1 - t0) * 1000)
                 self._new.notify_all()
             self._halt.wait(max(0.0, self.interval_s - (t1 - t0)))
@@ -212,6 +280,13 @@ class StatusPoller(threading.Thread):
 
 
 def _landed_total(st: dict) -> int:
+    """From a /counters reply."""
+    landed = st.get("rows_landed", {})
+    return landed.get("cdr_rated", 0) + landed.get("cdr_rejected", 0)
+
+
+def _final_total(st: dict) -> int:
+    """From a /status reply (count() FINAL)."""
     landed = st.get("landed", {})
     return landed.get("cdr_rated", 0) + landed.get("cdr_rejected", 0)
 
@@ -416,6 +491,7 @@ def stage_profile(msgs: list, accounts: list[SimAccount], partitions: int, batch
     from streams.partitioning import partition_for
 
     store: dict[str, dict | None] = {}
+    key_nodes: dict[bytes, bytes | None] = {}
     by_part_cmds: dict[int, list] = defaultdict(list)
     for i, a in enumerate(accounts):
         by_part_cmds[partition_for(a.account, partitions)].append(
@@ -444,7 +520,8 @@ def stage_profile(msgs: list, accounts: list[SimAccount], partitions: int, batch
             offsets[part] += 1
             cm = [Msg(topics.NORMALIZED, part, offsets[part], now, value)]
             t = time.perf_counter()
-            out, states = charge_partition(cm, store.get, rate, now, horizon_days)
+            out, states = charge_partition(cm, store.get, rate, now, horizon_days, keys=key_nodes.get)
+            key_nodes.update(out.key_writes)      # the worker's second table (streams/core/dedup.py)
             times["charge"] += time.perf_counter() - t
             t = time.perf_counter()
             if out.rated:
@@ -520,10 +597,13 @@ def run_bench(opts: BenchOptions, progress: Step | None = None) -> dict:
         stack.provision(pub, accounts + lat_accounts, now, max(300.0, opts.timeout_s))
         step(f"generating {opts.cdrs} CDRs", phase="setup")
         records = CdrGenerator(accounts, now, seed=opts.seed + 1).take(opts.cdrs)
-        poller = StatusPoller(stack, opts.poll_ms / 1000)
+        poller = StatusPoller(stack, opts.poll_ms / 1000, final=opts.poll_final)
         poller.start()
         poller.wait_for(lambda st: True, 30, "the first sink status")
         base = poller.landed()
+        base_final = _final_total(stack.sink_status())   # before the clock starts
+        pids = {name: ch.pid for name, ch in stack.children.items()}
+        cpu0 = cpu_of(pids)
 
         # ---- phase 1: flood ------------------------------------------------------------------
         step(f"flood: publishing {opts.cdrs} CDRs ({opts.mode})", phase="publish", total=opts.cdrs)
@@ -538,8 +618,13 @@ def run_bench(opts: BenchOptions, progress: Step | None = None) -> dict:
                                "every CDR to land as rated or rejected", check=stack.check_alive,
                                tick=lambda st: step(None, phase="land", completed=_landed_total(st) - base))
         step(None, phase="land", completed=opts.cdrs)
-        e2e_s = (done["wall_ms"] - wall0) / 1000
-        landed1 = done["status"]["landed"]
+        cpu1 = cpu_of(pids)   # before the FINAL query, whose cost is not the pipeline's
+        rows1 = _landed_total(done["status"]) - base
+        final = verify_final(stack, base_final, opts.cdrs, opts.timeout_s, check=stack.check_alive)
+        # The counters may run ahead of distinct rows only through replays; then FINAL decides.
+        end_ms = done["wall_ms"] if final["reads"] == 1 else final["wall_ms"]
+        e2e_s = (end_ms - wall0) / 1000
+        landed1 = final["status"]["landed"]
         flood_lags = landing_lags(marks, poller.samples, base)
         e2e_rate = opts.cdrs / e2e_s if e2e_s > 0 else 0.0
         result.update({
@@ -550,6 +635,8 @@ def run_bench(opts: BenchOptions, progress: Step | None = None) -> dict:
             "end_to_end_cdrs_per_s": round(e2e_rate, 1),
             "landed_rated": landed1.get("cdr_rated", 0),
             "landed_rejected": landed1.get("cdr_rejected", 0),
+            "final_verify": {"reads": final["reads"], "query_ms": final["query_ms"],
+                             "counted_rows": rows1, "distinct_rows": _final_total(final["status"]) - base_final},
         })
 
         # ---- phase 2: raw ceiling --------------------------------------------------------------
@@ -560,6 +647,7 @@ def run_bench(opts: BenchOptions, progress: Step | None = None) -> dict:
         result["raw_limit_cdrs_per_s"] = raw["cdrs_per_s"]
         result["raw_limit"] = raw
         result["ratio"] = round(e2e_rate / raw["cdrs_per_s"], 4) if raw["cdrs_per_s"] else None
+        result["cpu_flood"] = cpu_per_cdr(cpu0, cpu1, opts.cdrs, rows1, raw["cdrs_per_s"])
 
         # ---- phase 3: latency at a paced rate --------------------------------------------------
         if opts.latency:
@@ -576,6 +664,7 @@ def run_bench(opts: BenchOptions, progress: Step | None = None) -> dict:
             while time.monotonic() < catch_up and time.monotonic() - watcher.last_msg < 1.0:
                 time.sleep(0.1)
             base2 = poller.landed()
+            base2_final = _final_total(stack.sink_status())
             step(f"latency: {n_lat} CDRs paced at {rate:.0f}/s for {len(lat_accounts)} small-credit accounts",
                  phase="publish", total=n_lat, completed=0)
             marks2, messages2, achieved = publish_paced(
@@ -586,6 +675,7 @@ def run_bench(opts: BenchOptions, progress: Step | None = None) -> dict:
                             "the paced CDRs to land", check=stack.check_alive,
                             tick=lambda st: step(None, phase="land", completed=_landed_total(st) - base2))
             step(None, phase="land", completed=n_lat)
+            verify_final(stack, base2_final, n_lat, opts.timeout_s, check=stack.check_alive)
             drain = time.monotonic() + 10
             time.sleep(1.0)
             while time.monotonic() < drain and time.monotonic() - watcher.last_msg < 1.5:
@@ -610,7 +700,9 @@ def run_bench(opts: BenchOptions, progress: Step | None = None) -> dict:
         result["landing_lag_ms_flood"] = percentiles(flood_lags) | {
             "phase": "flood (publishing outruns the pipeline, so this is mostly queueing)"}
         result["landing_lag_method"] = LANDING_LAG_METHOD
-        result["status_poll"] = {"interval_ms": opts.poll_ms, "query_ms": percentiles(poller.query_ms),
+        result["status_poll"] = {"endpoint": "/status (count() FINAL)" if opts.poll_final else "/counters",
+                                 "interval_ms": opts.poll_ms,
+                                 "query_ms": percentiles(poller.query_ms),
                                  "polls": len(poller.samples)}
         poller.stop()
         poller = None

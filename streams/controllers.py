@@ -7,17 +7,22 @@ Switch integrations can copy this. It
 2. follows ``account.barring`` (one record per profile transition, key = account),
 3. ignores replays: events are delivered at least once, and every event of an account carries a
    strictly increasing ``seq``; an event whose seq is at or below the last one seen for the
-   account (from an event or from a state snapshot) is already reflected and changes nothing,
+   account (from an event or from a state snapshot) is already reflected and changes nothing
+   (the *decision*; which transitions are shown, once each and in seq order, is decided by
+   streams/core/transitions.py, where a snapshot never hides an event),
 4. answers :meth:`Controller.decide` before each call.
 
 Decision rules (``decide``):
 
-* a destination that starts with one of the account's always-allowed prefixes (emergency
-  numbers and the customer's exceptions) is allowed in every profile;
+* an emergency number of the caller's numbering context, and a number matching one of the
+  account's always-allowed entries, is allowed in every profile. Entries read as dialled in that
+  context (``streams.core.authorize.always_allowed``): a code (``112``, ``1233``) matches only
+  that code dialled as such, a range (``+31800``, ``0800`` in NL) matches E.164 numbers in it, so
+  ``911`` never opens +91 1… (India);
 * ``blocked`` allows nothing else;
 * ``normal`` / ``low_credit`` allow a call whose price per minute is at most the profile's
   maximum;
-* an account the controller knows nothing about gets only the emergency prefixes (fail closed:
+* an account the controller knows nothing about gets only emergency numbers (fail closed:
   an unprovisioned account cannot be billed).
 
 The consumer uses ``assign()`` (no consumer-group join, which is slow on tansu and pointless
@@ -34,6 +39,9 @@ from typing import Callable, Iterable
 
 from streams import codecs, topics
 from streams.core import profiles as P
+from streams.core.authorize import always_allowed
+from streams.core.numbering import lookup
+from streams.core.sources import DEFAULT_CONTEXT, NumberingContext
 
 ALLOWED_PREFIX = "always_allowed"
 WITHIN_MAX_RATE = "within_max_rate"
@@ -75,13 +83,19 @@ class Transition:
     applied: bool                  # False: a replay (seq at or below the last one seen)
     correction: bool = False
     event_id: str = ""
+    cause_cdr_key: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def _digits(number: str) -> str:
-    return number[1:] if number.startswith("+") else number
+def _read(dialled: str, ctx: NumberingContext) -> tuple[str, str]:
+    """The dialled number as the normaliser reads it in ``ctx``; text it cannot read keeps its
+    spelling, typed unknown (it can still fall in an always-allowed '+' range)."""
+    got = lookup(dialled, ctx) if isinstance(dialled, str) else "not a string"
+    if type(got) is tuple:
+        return got
+    return str(dialled).strip(), "unknown"
 
 
 @dataclass
@@ -105,10 +119,18 @@ class Controller:
         return True
 
     def apply_event(self, ev: dict) -> Transition:
-        """Apply one ``account.barring`` event unless it is a replay."""
+        """Apply one ``account.barring`` event unless it is a replay. A correction of a past
+        period (streams.core.transitions.is_current) advances the seq but keeps the decision."""
+        from streams.core.transitions import is_current
+
         acct = ev["account"]
         applied = ev["seq"] > self.seq(acct)
-        if applied:
+        current = self.decisions.get(acct)
+        if applied and not is_current(ev, current.period if current else None):
+            if current is not None:
+                current.seq = ev["seq"]
+            applied = False
+        elif applied:
             self.decisions[acct] = Decision(acct, ev["new_profile"], ev["max_rate_micros_per_min"],
                                             list(ev["allowed_destinations"]), ev["seq"], ev["period"],
                                             "barring", ev["at_ms"])
@@ -117,14 +139,14 @@ class Controller:
         return Transition(acct, ev["seq"], ev["old_profile"], ev["new_profile"], ev["reason"], ev["period"],
                           ev["spend_micros"], ev["credit_micros"], ev["max_rate_micros_per_min"],
                           list(ev["allowed_destinations"]), ev["at_ms"], applied,
-                          bool(ev.get("correction")), ev.get("event_id", ""))
+                          bool(ev.get("correction")), ev.get("event_id", ""), ev.get("cause_cdr_key"))
 
-    def decide(self, account: str, destination_e164: str, rate_micros_per_min: int) -> tuple[bool, str]:
-        """May ``account`` call ``destination_e164`` (E.164, '+' optional) at this price?"""
-        dest = _digits(destination_e164)
+    def decide(self, account: str, destination: str, rate_micros_per_min: int,
+               ctx: NumberingContext = DEFAULT_CONTEXT) -> tuple[bool, str]:
+        """May ``account`` call ``destination`` (as dialled in ``ctx``, or E.164 with '+') at this price?"""
+        number, kind = _read(destination, ctx)
         d = self.decisions.get(account)
-        allowed = d.allowed_destinations if d else list(P.EMERGENCY_PREFIXES)
-        if any(dest.startswith(_digits(p)) for p in allowed if p):
+        if always_allowed(number, kind, d.allowed_destinations if d else (), ctx) is not None:
             return True, ALLOWED_PREFIX
         if d is None:
             return False, UNKNOWN_ACCOUNT
@@ -169,10 +191,16 @@ def _partitions(consumer, topic: str, accounts: Iterable[str] | None) -> list[in
     return parts
 
 
+def _now_ms() -> int:
+    return int(time.monotonic() * 1000)
+
+
 class Watcher:
     """Bootstrap from account.state, then follow account.barring, feeding a Controller.
 
-    ``on_transition(t)`` is called for every barring event (``t.applied`` False for replays);
+    ``on_transition(t)`` is called once per barring transition, in seq order per account
+    (streams/core/transitions.py; ``t.applied`` False when it did not change the decision:
+    a correction of a past period, or an event the state snapshot already reflected);
     ``on_bootstrapped(controller)`` once the state topic has been read to its end.
     """
 
@@ -189,9 +217,28 @@ class Watcher:
         self.state_records = 0
         self.events = 0
         self.undecodable = 0
+        # Arrival order of the two topics must not decide which transitions are shown.
+        from streams.core.transitions import Sequencer
+        self.sequencer = Sequencer(from_beginning=from_beginning)
 
     def _wanted(self, account: str) -> bool:
         return not self.accounts or account in self.accounts
+
+    def record(self, topic: str, rec: dict, now_ms: int, on_transition: Callable[[Transition], None]) -> None:
+        """One decoded record of either topic (the Kafka-free half of :meth:`run`)."""
+        if not self._wanted(rec["account"]):
+            return
+        if topic == topics.STATE:
+            self.state_records += 1
+            self.controller.bootstrap(rec)
+            self.sequencer.state(rec)
+        else:
+            self.events += 1
+            self.release(self.sequencer.event(rec, now_ms), on_transition)
+
+    def release(self, events: list[dict], on_transition: Callable[[Transition], None]) -> None:
+        for ev in events:
+            on_transition(self.controller.apply_event(ev))
 
     def run(self, stopper: Stopper, on_transition: Callable[[Transition], None] = lambda t: None,
             on_bootstrapped: Callable[[Controller], None] = lambda c: None) -> Controller:
@@ -218,6 +265,8 @@ class Watcher:
                     # tansu's high watermark is unreliable, so EOF is helped by an idle window.
                     self.bootstrapped = True
                     on_bootstrapped(self.controller)
+                    self.release(self.sequencer.start(_now_ms()), on_transition)
+                self.release(self.sequencer.expire(_now_ms()), on_transition)
                 msg = consumer.poll(0.2)
                 if msg is None:
                     continue
@@ -233,15 +282,13 @@ class Watcher:
                 if msg.topic() == topics.STATE:
                     last_state = time.monotonic()
                     at_eof.discard(msg.partition())
-                    if self._wanted(rec["account"]):
-                        self.state_records += 1
-                        self.controller.bootstrap(rec)
-                elif self._wanted(rec["account"]):
-                    self.events += 1
-                    on_transition(self.controller.apply_event(rec))
+                self.record(msg.topic(), rec, _now_ms(), on_transition)
         finally:
             consumer.close()
         if not self.bootstrapped:
             self.bootstrapped = True
             on_bootstrapped(self.controller)
+            self.release(self.sequencer.start(_now_ms()), on_transition)
+        # Stopping: events still held for a missing seq are shown rather than lost.
+        self.release(self.sequencer.expire(_now_ms() + self.sequencer.gap_wait_ms), on_transition)
         return self.controller

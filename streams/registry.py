@@ -168,14 +168,25 @@ class RegistryWire:
         return name, rec
 
 
+_WIRES: dict[str, RegistryWire] = {}
+
+
 def wire_from_settings(settings=None):
-    """RegistryWire when ``CDRFLOW_SCHEMA_REGISTRY_URL`` is set, else LocalWire."""
+    """RegistryWire when ``CDRFLOW_SCHEMA_REGISTRY_URL`` is set, else LocalWire.
+
+    One RegistryWire per URL per process: the normaliser's input side and every output
+    (``streams.codecs.encode``/``decode``) share its id cache and its client."""
     if settings is None:
         from streams.settings import get_settings
 
         settings = get_settings()
     url = getattr(settings, "schema_registry_url", None)
-    return RegistryWire.from_url(url) if url else LocalWire()
+    if not url:
+        return LocalWire()
+    wire = _WIRES.get(url)
+    if wire is None:
+        wire = _WIRES[url] = RegistryWire.from_url(url)
+    return wire
 
 
 # --- compatibility -------------------------------------------------------------------------

@@ -239,11 +239,16 @@ def plan_rerate(rows: list[dict], prior_adjustments: list[dict], rate: Callable[
             continue
         d = decision_of(rec["account"], rec["period"])
         if not P.is_locked(d, rec["start_ms"]):
-            if priced_equal(rec, new):
+            prior = {p: c for p, c in adj_by_orig.get(rec["cdr_key"], {}).items() if c}
+            if priced_equal(rec, new) and not prior:
                 res.unchanged += 1
                 continue
-            res.replaced.append(new)
-            deltas[(rec["account"], rec["period"])] += int(new["cost_micros"]) - int(rec["cost_micros"])
+            if not priced_equal(rec, new):
+                res.replaced.append(new)
+                deltas[(rec["account"], rec["period"])] += int(new["cost_micros"]) - int(rec["cost_micros"])
+            if prior:
+                _settle_adjustments(rec, prior, adj_rows, res, deltas, decision_of=decision_of,
+                                    adj_period_of=adj_period_of, adj_start_of=adj_start_of, now_ms=now_ms)
             continue
         # Locked and adjust=True: the landed row stays; post the difference in the open period.
         adj_period = adj_period_of(rec)
@@ -265,6 +270,46 @@ def plan_rerate(rows: list[dict], prior_adjustments: list[dict], rate: Callable[
     res.deltas = {k: v for k, v in deltas.items() if v}
     res.commands = spend_commands(res.deltas, now_ms, run_id)
     return res
+
+
+def _settle_adjustments(rec: dict, prior: dict[str, int], adj_rows: dict[str, dict], res: RerateResult,
+                        deltas: dict, *, decision_of, adj_period_of, adj_start_of, now_ms: int) -> None:
+    """The call's own row now carries its latest price, so the adjustments an earlier ``--adjust``
+    posted for it would count a second time (issue 10 hole 8: reopen + rerate after an adjust
+    refunded twice). Each one in an open period is set to zero; one in a locked period stays as
+    billed and is offset by the call's adjustment row in the current adjustment period."""
+    from sinks.clickhouse import periods as P
+
+    acct, key = rec["account"], rec["cdr_key"]
+    locked = {p: c for p, c in prior.items()
+              if P.is_locked(decision_of(acct, p), int(adj_rows[adjustment_key(key, p)]["start_ms"]))}
+    target = {p: 0 for p in prior if p not in locked}
+    if locked:
+        if adj_period_of is None or adj_start_of is None:
+            raise RerateRefused(f"{key}: adjustments in closed periods ({', '.join(sorted(locked))}) need an "
+                                f"open adjustment period to be offset in")
+        adj_p = adj_period_of(rec)
+        if adj_p in locked or P.is_locked(decision_of(acct, adj_p), adj_start_of(acct, adj_p)):
+            raise RerateRefused(f"the adjustment period {adj_p} of account {acct} is closed too; choose an open "
+                                f"one with --adjust-period")
+        target[adj_p] = -sum(locked.values())
+    template = adj_rows[adjustment_key(key, next(iter(prior)))]
+    for p, want in sorted(target.items()):
+        akey = adjustment_key(key, p)
+        existing = adj_rows.get(akey)
+        have = int(existing["cost_micros"]) if existing else 0
+        if existing is not None and have == want:
+            continue
+        if existing is None and want == 0:
+            continue
+        row = dict(existing or template)
+        nanos = 0 if want == 0 else -sum(int(adj_rows[adjustment_key(key, q)]["cost_nanos"]) for q in locked)
+        row.update({"cdr_key": akey, "period": p, "cost_micros": want, "cost_nanos": nanos, "charged_s": 0,
+                    "rating_version": int(existing["rating_version"]) + 1 if existing else 1, "rated_at_ms": now_ms})
+        if existing is None:
+            row["start_ms"] = row["end_ms"] = adj_start_of(acct, p)
+        res.adjustments.append(row)
+        deltas[(acct, p)] += want - have
 
 
 # ------------------------------------------------------------------------------ ClickHouse I/O

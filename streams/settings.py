@@ -24,17 +24,24 @@ class Settings(BaseSettings):
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
     kafka_ssl_cafile: str | None = None
+    kafka_ssl_certfile: str | None = None         # client certificate for mutual TLS (with _KEYFILE)
+    kafka_ssl_keyfile: str | None = None
+    kafka_ssl_key_password: SecretStr | None = None
     schema_registry_url: str | None = None
 
     # Partition counts. Account-keyed topics must all share one count (co-partitioning).
     partitions: int = 8
     raw_partitions: int = 4
+    # Topic creation (`cdrflow topics apply`): 3 and 2 on a production cluster.
+    topic_replication_factor: int = 1
+    topic_min_insync_replicas: int | None = None
 
     # ClickHouse target: a chdb directory, chdb://PATH, or clickhouse://user:pass@host:9000/db.
     clickhouse: str = Field(default="var/chdb", repr=False)   # may hold a password: masked in safe_dict
 
     tariff_file: Path = DATA_DIR / "tariff_default.yaml"
     sources_file: Path | None = None      # YAML: numbering context per switch / trunk
+    webhooks_file: Path | None = None     # YAML: partner webhook endpoints (streams/notifications.py)
     data_dir: Path = Path("var")
 
     # Processing.
@@ -42,29 +49,43 @@ class Settings(BaseSettings):
     batch_within_s: float = 0.05
     max_message_bytes: int = 8 * 1024 * 1024
     max_batch_records: int = 50_000       # more than this in one message is an array bomb
+    max_decoded_bytes: int = 32 * 1024 * 1024   # a container inflating past this is rejected (oversize)
+    max_field_chars: int = 512            # a longer string field is rejected (oversize_field)
+    # Largest request a producer may send; outputs are split to fit (tansu and our Kafka config
+    # accept 16 MiB; a stock Kafka broker's message.max.bytes is 1 MiB: lower this to match).
+    producer_max_request_bytes: int = 16 * 1024 * 1024
+    normalize_chunk_records: int = 2000   # CDRs normalised and sent before the agent yields
     dedup_horizon_days: int = 35
     period_check_s: float = 60.0          # how often idle accounts are checked for a new period
     broker_is_tansu: bool = True          # enables the high-watermark correction (see tansu_compat)
 
+    # Authorisation: seconds one /authorize or /call-update grants at most (the reservation).
+    authorize_quota_s: int = Field(default=600, ge=1, le=4 * 3600)
+
     web_host: str = "127.0.0.1"
     web_port: int = 6066
+
+    # Corporate self-care portal (``cdrflow portal``; streams/portal/).
+    portal_host: str = "127.0.0.1"
+    portal_port: int = 8090
+    portal_users_file: Path = Path("var/portal/users.json")
+    portal_accounts_file: Path | None = None   # provisioning CSV/YAML (as `account load`): time zones, thresholds
+    portal_session_idle_s: int = 900
+    portal_session_max_s: int = 8 * 3600
+    portal_cookie_secure: bool = False         # set true behind HTTPS
+    portal_currency: str | None = None         # default: the tariff file's `currency`, else EUR
+    portal_login_max_per_user: int = 5         # failed logins per user name in the window before lockout
+    portal_login_max_per_address: int = 20     # failed logins per client address in the window before lockout
+    portal_login_window_s: int = 900
+    portal_login_lockout_s: int = 900          # refused (without a password check) this long after the last failure
     log_level: str = "INFO"
     worker_id: str = Field(default="w1")
 
     def kafka_client_config(self) -> dict:
-        """librdkafka (confluent-kafka) settings including security pass-through."""
-        conf: dict = {"bootstrap.servers": self.kafka_bootstrap}
-        if self.kafka_security_protocol:
-            conf["security.protocol"] = self.kafka_security_protocol
-        if self.kafka_sasl_mechanism:
-            conf["sasl.mechanism"] = self.kafka_sasl_mechanism
-        if self.kafka_sasl_username:
-            conf["sasl.username"] = self.kafka_sasl_username
-        if self.kafka_sasl_password:
-            conf["sasl.password"] = self.kafka_sasl_password.get_secret_value()
-        if self.kafka_ssl_cafile:
-            conf["ssl.ca.location"] = self.kafka_ssl_cafile
-        return conf
+        """librdkafka (confluent-kafka) settings for the one Kafka connection (streams/kafka_config.py)."""
+        from streams.kafka_config import librdkafka_config
+
+        return librdkafka_config(self)
 
     def safe_dict(self) -> dict:
         d = self.model_dump()

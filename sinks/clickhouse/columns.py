@@ -22,15 +22,21 @@ UTC = timezone.utc
 MONEY_LIMIT_MICROS = 10**18
 
 
+REQUIRED = object()
+
+
 @dataclass(frozen=True)
 class Column:
     name: str
     kind: str
     source: str  # Avro field it is read from
+    # A field added to the Avro schema later has a default there; rows built by older code paths
+    # (subscriptions, adjustments, tests) may lack it, so the column takes the same default.
+    default: Any = REQUIRED
 
 
-def _c(name: str, kind: str, source: str | None = None) -> Column:
-    return Column(name, kind, source or name)
+def _c(name: str, kind: str, source: str | None = None, default: Any = REQUIRED) -> Column:
+    return Column(name, kind, source or name, default)
 
 
 TABLES: dict[str, tuple[Column, ...]] = {
@@ -49,6 +55,9 @@ TABLES: dict[str, tuple[Column, ...]] = {
         _c("tariff_plan", "lc_str"), _c("tariff_version", "lc_str"), _c("rating_version", "u64"),
         _c("rated_at_ms", "i64"), _c("ingest_ms", "i64"),
         _c("source_partition", "i32"), _c("source_offset", "i64"),
+        # CGRateS cost breakdown (streams.core.tariff.cgr_engine.spans_text): compact text, so
+        # it lands the same on ClickHouse 18.16 and chdb; "" for native plans.
+        _c("spans", "str", default=""),
     ),
     "cdr_rejected": (
         _c("reject_id", "str"), _c("reason", "lc_str"), _c("detail", "str"), _c("stage", "lc_str"),
@@ -154,7 +163,11 @@ def to_columns(table: str, records: list[dict]) -> tuple[list[str], list[list]]:
         conv = CONVERT[col.kind]
         src = col.source
         try:
-            columns.append([conv(r[src]) for r in records])
+            if col.default is REQUIRED:
+                columns.append([conv(r[src]) for r in records])
+            else:
+                dflt = col.default
+                columns.append([conv(r.get(src, dflt)) for r in records])
         except (KeyError, TypeError, ValueError) as exc:
             raise type(exc)(f"{table}.{col.name} (from {src!r}): {exc}") from None
     return names, columns

@@ -27,6 +27,8 @@ LOW_CARDINALITY_STABLE = (19, 0, 0)
 DATETIME64 = (20, 1, 0)
 NON_REPLICATED_DEDUP_WINDOW = (20, 10, 0)
 INSERT_DEDUP_TOKEN = (22, 2, 0)
+# 18.16 refuses "ADD COLUMN IF NOT EXISTS" (syntax error, measured); every 20.x and later has it.
+ALTER_ADD_COLUMN_IF_NOT_EXISTS = (20, 1, 0)
 
 # Enough blocks to cover every batch a crashed sink could retry, and then some.
 DEDUP_WINDOW_BLOCKS = 10_000
@@ -84,8 +86,15 @@ def table_ref(database: str, table: str) -> str:
     return f"{q(database)}.{q(table)}"
 
 
-def _columns_sql(table: str, version: Version) -> str:
-    return ",\n    ".join(f"{c.name} {column_type(c.kind, version)}" for c in TABLES[table])
+# Columns a later migration adds to a table (column -> migration number). The CREATE of an older
+# migration leaves them out, so that migration keeps sending the SQL it always sent and the
+# later ALTER adds them on old and fresh databases alike (18.16 has no ADD COLUMN IF NOT EXISTS).
+ADDED_BY_MIGRATION = {"spans": 8}
+
+
+def _columns_sql(table: str, version: Version, as_of: int | None = None) -> str:
+    cols = [c for c in TABLES[table] if as_of is None or ADDED_BY_MIGRATION.get(c.name, 0) <= as_of]
+    return ",\n    ".join(f"{c.name} {column_type(c.kind, version)}" for c in cols)
 
 
 def _settings_sql(version: Version) -> str:
@@ -109,26 +118,26 @@ def create_schema_migrations(database: str) -> str:
 
 
 def _replacing_table(database: str, version: Version, table: str, order_by: str, *, version_column: str = "",
-                     partition_by: str = "", columns_of: str = "") -> str:
+                     partition_by: str = "", columns_of: str = "", as_of: int | None = None) -> str:
     """CREATE TABLE for a landing table: every one is a ReplacingMergeTree, so a replayed row
     collapses with its first landing; they differ only in keys, partitioning and version column."""
     engine = f"ReplacingMergeTree({version_column})" if version_column else "ReplacingMergeTree"
     partition = f"PARTITION BY {partition_by}\n" if partition_by else ""
     return (f"CREATE TABLE IF NOT EXISTS {table_ref(database, table)} (\n"
-            f"    {_columns_sql(columns_of or table, version)}\n"
+            f"    {_columns_sql(columns_of or table, version, as_of)}\n"
             f") ENGINE = {engine}\n"
             f"{partition}ORDER BY {order_by}\n"
             f"{_settings_sql(version)}")
 
 
-def create_cdr_rated(database: str, version: Version) -> str:
+def create_cdr_rated(database: str, version: Version, as_of: int | None = None) -> str:
     # ORDER BY (account, start_time, cdr_key): an itemised bill reads one account's calls in time
     # order, so that prefix makes it a range scan; cdr_key last makes the sorting key unique per
     # CDR, which is what lets ReplacingMergeTree collapse replays and keep the highest
     # rating_version. start_time is part of the CDR (never wall clock), so a replay lands in the
     # same monthly partition and collapses there (RMT never merges across partitions).
     return _replacing_table(database, version, "cdr_rated", "(account, start_time, cdr_key)",
-                            version_column="rating_version", partition_by="toYYYYMM(start_time)")
+                            version_column="rating_version", partition_by="toYYYYMM(start_time)", as_of=as_of)
 
 
 def create_cdr_rejected(database: str, version: Version) -> str:
@@ -154,23 +163,35 @@ def create_notifications(database: str, version: Version) -> str:
     return _replacing_table(database, version, "notifications", "(account, notification_id)")
 
 
-def create_cdr_commissions(database: str, version: Version) -> str:
+def create_cdr_commissions(database: str, version: Version, as_of: int | None = None) -> str:
     # Same shape and keys as cdr_rated (the commission of one CDR per partner and rating version),
     # kept apart so that no bill or spend query can ever include the partner's share.
     return _replacing_table(database, version, "cdr_commissions", "(account, start_time, cdr_key)",
                             version_column="rating_version", partition_by="toYYYYMM(start_time)",
-                            columns_of="cdr_rated")
+                            columns_of="cdr_rated", as_of=as_of)
+
+
+def add_spans_column(database: str, version: Version) -> list[str]:
+    # The CGRateS cost breakdown (migrations 1 and 7 create the tables without it). String,
+    # not Array(Tuple): one insert path for 18.16's native protocol and chdb's Arrow input.
+    # Where the server has IF NOT EXISTS a crash between this ALTER and its record is repaired
+    # by re-running migrate; on older servers (18.16) that rare case needs the record by hand.
+    col = next(c for c in TABLES["cdr_rated"] if c.name == "spans")
+    guard = "IF NOT EXISTS " if tuple(version) >= ALTER_ADD_COLUMN_IF_NOT_EXISTS else ""
+    return [f"ALTER TABLE {table_ref(database, t)} ADD COLUMN {guard}spans {column_type(col.kind, version)} "
+            f"DEFAULT ''" for t in ("cdr_rated", "cdr_commissions")]
 
 
 # Append only; never renumber or edit an applied migration — add a new one instead.
 MIGRATIONS: list[tuple[int, str, Callable[[str, Version], list[str]]]] = [
-    (1, "cdr_rated", lambda db, v: [create_cdr_rated(db, v)]),
+    (1, "cdr_rated", lambda db, v: [create_cdr_rated(db, v, as_of=1)]),
     (2, "cdr_rejected", lambda db, v: [create_cdr_rejected(db, v)]),
     (3, "barring_events", lambda db, v: [create_barring_events(db, v)]),
     (4, "account_state_history", lambda db, v: [create_account_state_history(db, v)]),
     (5, "notifications", lambda db, v: [create_notifications(db, v)]),
     (6, "financial_periods", lambda db, v: _periods_migration(db, v)),
-    (7, "cdr_commissions", lambda db, v: [create_cdr_commissions(db, v)]),
+    (7, "cdr_commissions", lambda db, v: [create_cdr_commissions(db, v, as_of=7)]),
+    (8, "cdr_rated_spans", lambda db, v: add_spans_column(db, v)),
 ]
 
 

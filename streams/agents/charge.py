@@ -16,8 +16,9 @@ from streams.faust_compat import OffsetWatch
 from streams.core import credit
 from streams.core.charge import utc_now_ms
 from streams.core.periods import period_of
-from streams.metrics import COUNTS, count
+from streams.metrics import COUNTS, count, count_rejects
 from streams.pipeline import charge_partition
+from streams.periods_feed import current_closed
 from streams.tariffs import current_book
 
 log = logging.getLogger("cdrflow.charge")
@@ -30,12 +31,19 @@ barring_topic = app.topic(topics.BARRING, partitions=settings.partitions, value_
 state_topic = app.topic(topics.STATE, partitions=settings.partitions, value_serializer="raw")
 control_topic = app.topic(topics.CONTROL, partitions=settings.partitions, value_serializer="raw")
 notification_topic = app.topic(topics.NOTIFICATIONS, partitions=settings.partitions, value_serializer="raw")
+reply_topic = app.topic(topics.REPLIES, partitions=settings.partitions, value_serializer="raw")
 
 # Keys are the account's UTF-8 bytes (raw codec): Faust's web router hashes the serialized key
 # with murmur2, and only raw bytes hash to the partition every producer routes the account to.
 # Values are the state as JSON bytes (raw codec), held as bytes in the store: 496 MB per million
 # accounts instead of 1.7 GB as live dicts (measured), and the changelog encoding is done once.
 accounts = app.Table(topics.ACCOUNT_TABLE, default=None, partitions=settings.partitions,
+                     key_type=bytes, value_type=bytes)
+# The CDR keys each account applied, in small nodes keyed by (account, call day, hash prefix)
+# (streams/core/dedup.py): a batch writes only the nodes it changed, so its cost and changelog
+# records do not grow with the account's history. Written while acting as an event of the
+# account's partition, like ``accounts``, so both changelogs use the input's partition.
+cdr_keys = app.Table(topics.KEYS_TABLE, default=None, partitions=settings.partitions,
                      key_type=bytes, value_type=bytes)
 
 
@@ -71,7 +79,7 @@ async def _charge_partition(part: int, evs: list) -> None:
     msgs = [to_msg(e) for e in evs]
     try:
         res, states = charge_partition(msgs, load_state, _rate, now, settings.dedup_horizon_days,
-                                       book=current_book())
+                                       book=current_book(), keys=cdr_keys.get, closed=current_closed())
     except Exception:
         # A bug must not stop billing for every account: log loudly, count, and move on. The
         # input stays in Kafka, so it can be replayed once fixed.
@@ -91,15 +99,29 @@ async def _charge_partition(part: int, evs: list) -> None:
     for note in res.notifications:
         await notification_topic.send(key=note["account"].encode(), value=codecs.encode(codecs.NOTIFICATION, note))
     with acting_as(evs[-1]):
+        # Key nodes before account values; a crash between the two is handled either way (an
+        # account value carries its last batch's keys, and a node ahead of its account value's
+        # offset does not count), see streams/core/dedup.py.
+        for nk, node in res.key_writes.items():
+            if node is not None:
+                cdr_keys[nk] = node
+            elif nk in cdr_keys:
+                del cdr_keys[nk]
         for acct in res.touched:
             store_state(acct, states[acct])
     for acct in res.touched:
         await state_topic.send(key=acct.encode(),
                                value=codecs.encode(codecs.STATE, credit.snapshot(states[acct], now)))
+    # Replies last: an answered command is one whose state is already stored.
+    for rep in res.replies:
+        await reply_topic.send(key=rep["account"].encode(), value=codecs.encode(codecs.REPLY, rep))
     count("rated", len(res.rated) - res.redelivered)
     count("redelivered", res.redelivered)
+    count("redelivered_conflicts", res.redelivered_conflicts)
+    count("key_node_writes", len(res.key_writes))
     count("duplicates", res.duplicates)
     count("rejected_charge", len(res.rejects))
+    count_rejects("charge", res.rejects)
     count("barring_events", len(res.events))
     count("notifications", len(res.notifications))
     count("commands", res.commands)

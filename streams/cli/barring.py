@@ -4,9 +4,11 @@
 
 Bootstraps the decision of every account from ``account.state`` (latest per account), then
 follows ``account.barring`` from its end (``--from-beginning``: from its start, to see the
-history; events already reflected by the state snapshot are marked ``replay``). Replays (seq at
-or below the last seen for the account) never change a decision. Stops on Ctrl-C / SIGTERM or
-after ``--max-seconds``.
+history). Every transition read from ``account.barring`` is shown exactly once per (account, seq),
+in seq order per account, whatever the arrival order of the two topics: a snapshot never hides
+an event (streams/core/transitions.py). Each line names the causing CDR key; a correction of a
+past period is shown as such and does not change the current decision. Stops on Ctrl-C /
+SIGTERM or after ``--max-seconds``.
 
 ``--json`` prints one JSON object per line: ``{"type": "bootstrap", "accounts": N, ...}`` once,
 then ``{"type": "transition", ...}`` per event.
@@ -78,17 +80,18 @@ def cmd_watch(args) -> int:
         console.print("following account.barring (Ctrl-C stops)")
 
     def on_transition(tr) -> None:
-        if not tr.applied and not args.from_beginning:
-            return  # a redelivered event: nothing changed, nothing to show
+        # The watcher hands over each transition once, in seq order (streams/core/transitions.py);
+        # repeats were dropped there, so every call here is shown.
         if args.json:
             out({"type": "transition", **tr.to_dict()})
             return
-        mark = "" if tr.applied else " [dim](replay, already reflected)[/]"
+        mark = "" if tr.applied or tr.correction else " [dim](already in the state snapshot)[/]"
+        cause = f", cause CDR {tr.cause_cdr_key}" if tr.cause_cdr_key else ""
         color = {"blocked": "red", "low_credit": "yellow"}.get(tr.new_profile, "green")
         console.print(f"{tr.account} #{tr.seq} {tr.old_profile} -> [{color}]{tr.new_profile}[/] "
                       f"({tr.reason}{', correction' if tr.correction else ''}) period {tr.period} "
                       f"spend {format_micros(tr.spend_micros)} / credit {format_micros(tr.credit_micros)}, "
-                      f"max rate {_rate(tr.max_rate_micros_per_min)}{mark}")
+                      f"max rate {_rate(tr.max_rate_micros_per_min)}{cause}{mark}")
 
     stopper = Stopper(args.max_seconds)
     watcher = Watcher(_client_conf(args.bootstrap), accounts=args.account, from_beginning=args.from_beginning)
@@ -98,11 +101,13 @@ def cmd_watch(args) -> int:
         raise UserError(str(exc)) from None
     finally:
         stopper.restore()
-    summary = {"type": "summary", "events": watcher.events, "replays_ignored": watcher.controller.replays,
+    seqr = watcher.sequencer
+    summary = {"type": "summary", "events": watcher.events, "replays_ignored": seqr.duplicates,
+               "gaps": seqr.gaps, "stale": seqr.stale,
                "accounts": len(watcher.controller.decisions), "undecodable": watcher.undecodable}
     if args.json:
         out(summary)
     else:
-        console.print(f"stopped: {watcher.events} events ({watcher.controller.replays} replays ignored), "
+        console.print(f"stopped: {watcher.events} events ({seqr.duplicates} repeats ignored, {seqr.gaps} missing seqs), "
                       f"{len(watcher.controller.decisions)} accounts")
     return 0

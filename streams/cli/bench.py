@@ -26,10 +26,18 @@ def register(sub) -> None:
     p.add_argument("--latency-seconds", type=float, default=15.0, help="length of the paced phase")
     p.add_argument("--latency-accounts", type=int, default=200, help="small-credit accounts of the paced phase")
     p.add_argument("--poll-ms", type=int, default=100, help="sink status poll interval")
+    p.add_argument("--poll-final", action="store_true",
+                   help="read progress with count() FINAL per poll (the old way) instead of the sink's "
+                        "in-memory counters, to measure what that costs the sink")
     p.add_argument("--no-stage-profile", dest="stage_profile", action="store_false",
                    help="skip the in-process per-stage profile")
     p.add_argument("--timeout", type=float, default=900, help="bound on each wait, seconds")
     p.add_argument("--workdir", type=Path, help="keep logs and ClickHouse data here (default: a temp dir)")
+    p.add_argument("--scenario", choices=["default", "call-centre"], default="default",
+                   help="call-centre: few accounts, many CDRs over --days, published in --segments parts; "
+                        "reports worker CPU per CDR per part and the largest changelog record")
+    p.add_argument("--segments", type=int, default=10, help="call-centre: parts the CDRs are published in")
+    p.add_argument("--days", type=int, default=30, help="call-centre: days the call dates spread over")
     p.set_defaults(func=cmd_bench)
 
 
@@ -38,15 +46,17 @@ def cmd_bench(args) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from streams.bench import BenchOptions, run_bench
-    if args.cdrs < 1 or args.accounts < 1 or args.workers < 1 or args.batch_size < 1:
+    if args.cdrs < 1 or args.accounts < 1 or args.workers < 1 or args.batch_size < 1 or args.segments < 1 \
+            or args.days < 1:
         # Printed here rather than raised as UserError: under `python -m streams.cli.main` that
         # class lives in __main__, so a raise from here would not be caught as one.
-        print("cdrflow bench: --cdrs, --accounts, --workers and --batch-size must be at least 1", file=sys.stderr)
+        print("cdrflow bench: --cdrs, --accounts, --workers, --batch-size, --segments and --days must be at least 1",
+              file=sys.stderr)
         return 2
     opts = BenchOptions(cdrs=args.cdrs, accounts=args.accounts, mode=args.mode, workers=args.workers,
                         batch_size=args.batch_size, seed=args.seed, latency=args.latency, rate=args.rate,
                         latency_seconds=args.latency_seconds, latency_accounts=args.latency_accounts,
-                        poll_ms=args.poll_ms, stage_profile=args.stage_profile, timeout_s=args.timeout,
+                        poll_ms=args.poll_ms, poll_final=args.poll_final, stage_profile=args.stage_profile, timeout_s=args.timeout,
                         workdir=args.workdir)
     console = Console(stderr=True)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -68,6 +78,10 @@ def cmd_bench(args) -> int:
             if advance:
                 progress.advance(task, advance)
 
-        result = run_bench(opts, step)
+        if args.scenario == "call-centre":
+            from streams.bench_call_centre import run_call_centre
+            result = run_call_centre(opts, step, segments=args.segments, days=args.days)
+        else:
+            result = run_bench(opts, step)
     print(json.dumps(result), flush=True)
     return 0

@@ -6,10 +6,12 @@ import importlib
 import logging
 import sys
 
+from streams.kafka_config import KafkaConfigError
+
 # Modules under streams.cli that provide ``register(subparsers)``; a missing one is skipped so
 # that a partial install still gives a working command.
-COMMAND_MODULES = ["stack_cmds", "simulate", "publish", "account", "barring", "recycle", "tariffs",
-                   "clickhouse", "report", "rerate", "periods", "bench", "authload"]
+COMMAND_MODULES = ["stack_cmds", "simulate", "publish", "collect", "account", "barring", "recycle", "tariffs",
+                   "clickhouse", "report", "rerate", "periods", "bench", "authload", "notifications", "topics_cmds", "portal"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except UserError as exc:
+        print(f"cdrflow {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KafkaConfigError as exc:   # CDRFLOW_KAFKA_* settings that contradict each other
         print(f"cdrflow {args.command}: {exc}", file=sys.stderr)
         return 2
     return int(rc or 0)

@@ -1,13 +1,16 @@
 """``cdrflow periods``: close, reopen, partially close and list financial periods.
 
     cdrflow periods close  --period 2026-10 [--account A] [--partial-until ISO] [--by WHO] [--note T]
-    cdrflow periods reopen --period 2026-10 [--account A] [--by WHO] [--note T]
+                           [--bootstrap B] [--no-publish]
+    cdrflow periods reopen --period 2026-10 [--account A] [--by WHO] [--note T] [--bootstrap B] [--no-publish]
     cdrflow periods list   [--period 2026-10] [--account A] [--history]
 
 Without --account a decision applies to every account ("*"); an account's own newer decision
 overrides it (see sinks/clickhouse/periods.py). --partial-until closes the period up to that
 instant only (a partial close; close again later to finish it). Every decision is logged with
-who (--by, default the login name) and when.
+who (--by, default the login name) and when, and published to ``financial.periods`` so the
+workers book a late CDR of a closed period in the open period (with a correction event) instead
+of changing the closed one (``--no-publish``: ClickHouse only).
 """
 from __future__ import annotations
 
@@ -50,6 +53,9 @@ def register(subparsers) -> None:
             c.add_argument("--partial-until", metavar="ISO", help="close only CDRs that started before this instant")
         c.add_argument("--by", default=None, help="who decides (default: the login name)")
         c.add_argument("--note", default="")
+        c.add_argument("--bootstrap", help="Kafka bootstrap servers (default: settings)")
+        c.add_argument("--no-publish", action="store_true",
+                       help="record in ClickHouse only; workers keep booking late CDRs in the period")
         add_target_arg(c)
         c.set_defaults(func=cmd_change, action=name)
     ls = sub.add_parser("list", help="current status (or --history: every decision)")
@@ -83,10 +89,29 @@ def cmd_change(args) -> int:
                      closed_until_ms=until, note=args.note)
     finally:
         backend.close()
+    if not args.no_publish:
+        _publish(args, d)
     what = {P.OPEN: "reopened", P.CLOSED: "closed", P.PARTIAL: f"closed up to {_iso(d.closed_until_ms)}"}[status]
     print(f"period {period} {what} for {'all accounts' if d.account == P.ALL else 'account ' + d.account} "
           f"by {d.changed_by} at {_iso(d.changed_at_ms)}")
     return 0
+
+
+def _publish(args, d) -> None:
+    """Tell the workers (topic financial.periods): a late CDR of a closed period is then booked
+    in the open period with a correction event, never as a change of the closed one."""
+    from streams.periods_feed import publish
+    from streams.settings import get_settings
+
+    conf = get_settings().kafka_client_config()
+    if args.bootstrap:
+        conf["bootstrap.servers"] = args.bootstrap
+    try:
+        publish(conf, {"account": d.account, "period": d.period, "status": d.status,
+                       "closed_until_ms": d.closed_until_ms, "version": d.version})
+    except Exception as exc:
+        raise UserError(f"period {d.period} is recorded as {d.status} in ClickHouse, but the workers were not "
+                        f"told ({exc}); run the same command again once the broker is reachable") from None
 
 
 def _iso(ms: int) -> str:

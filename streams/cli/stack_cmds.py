@@ -1,7 +1,9 @@
 """cdrflow demo | up | worker | sink: run the pipeline on the embedded local stack."""
 from __future__ import annotations
 
+import argparse
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -22,20 +24,44 @@ def register(sub) -> None:
     p.add_argument("--no-bad-inputs", action="store_true", help="do not mix broken inputs into the stream")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")
     p.add_argument("--workdir", type=Path, help="where logs, ClickHouse data and the report go")
+    p.add_argument("--stay", action="store_true",
+                   help="after the check, keep the stack and the portal running until Ctrl-C, then write the report")
     _target_args(p)
+    _portal_args(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("up", help="start the local stack and keep it running until Ctrl-C")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--workdir", type=Path, default=Path("var/up"))
     _target_args(p)
+    _portal_args(p)
     p.set_defaults(func=cmd_up)
 
-    p = sub.add_parser("worker", help="run one Faust worker (configured by CDRFLOW_* variables)")
-    p.set_defaults(func=lambda a: __import__("streams.worker", fromlist=["main"]).main([]))
+    # Both long-running commands hand every argument to the process they start (Faust's worker
+    # options; the sink's own options), so `--help` and `--web-port` reach them. '+' as the
+    # prefix keeps argparse from reading those options itself.
+    p = sub.add_parser("worker", help="run one Faust worker (CDRFLOW_* variables; Faust worker options pass through)",
+                       prefix_chars="+", add_help=False)
+    p.add_argument("passthrough", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_worker)
 
-    p = sub.add_parser("sink", help="run the ClickHouse landing process")
-    p.set_defaults(func=lambda a: __import__("sinks.landing", fromlist=["main"]).main([]))
+    p = sub.add_parser("sink", help="run the ClickHouse landing process (`cdrflow sink --help` for its options)",
+                       prefix_chars="+", add_help=False)
+    p.add_argument("passthrough", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_sink)
+
+
+def cmd_worker(args) -> int:
+    from streams.worker import main
+
+    main(list(args.passthrough))
+    return 0
+
+
+def cmd_sink(args) -> int:
+    from sinks.landing import main
+
+    return main(list(args.passthrough))
 
 
 def _target_args(p) -> None:
@@ -44,13 +70,59 @@ def _target_args(p) -> None:
                                         "instead of chdb in the work directory")
 
 
+def _portal_args(p) -> None:
+    p.add_argument("--portal-port", type=int, default=None,
+                   help="port of the self-care portal the sink serves (default $CDRFLOW_PORTAL_PORT or 8090; "
+                        "a free port when that one is taken)")
+    p.add_argument("--no-portal", action="store_true", help="do not serve the self-care portal")
+
+
+def portal_port(args) -> int:
+    """The port the sink's portal gets: 0 when off; the configured one, or a free one if it is taken."""
+    import socket
+
+    from streams.local.procs import free_port
+    from streams.settings import get_settings
+
+    if args.no_portal:
+        return 0
+    port = args.portal_port or get_settings().portal_port
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            if args.portal_port:
+                from streams.cli.main import UserError
+
+                raise UserError(f"--portal-port {port} is in use") from None
+            return free_port()
+    return port
+
+
+def _wait_for_stop() -> None:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(1):
+            pass
+    except KeyboardInterrupt:
+        pass
+
+
 def cmd_demo(args) -> int:
     from streams.local.demo import DemoOptions, dumps, run_demo
 
     console = Console(stderr=True)
     opts = DemoOptions(cdrs=args.cdrs, accounts=args.accounts, mode=args.mode, workers=args.workers,
                        seed=args.seed, bad_inputs=not args.no_bad_inputs, workdir=args.workdir,
-                       bootstrap=args.bootstrap, clickhouse=args.clickhouse)
+                       bootstrap=args.bootstrap, clickhouse=args.clickhouse, portal_port=portal_port(args))
+    if args.stay:
+        def hold(summary: dict) -> None:
+            show_summary(console, summary)
+            console.print(f"[bold]The stack{' and the portal ' + summary['portal'] if 'portal' in summary else ''} "
+                          f"stay up; Ctrl-C stops them and writes the report.")
+            _wait_for_stop()
+        opts.hold = hold
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as progress:
         task = progress.add_task("landing", total=None)
@@ -83,13 +155,24 @@ def cmd_up(args) -> int:
     from streams.local.stack import LocalStack
 
     console = Console()
-    stack = LocalStack(args.workdir, workers=args.workers, bootstrap=args.bootstrap, clickhouse=args.clickhouse)
+    stack = LocalStack(args.workdir, workers=args.workers, bootstrap=args.bootstrap, clickhouse=args.clickhouse,
+                       portal_port=portal_port(args))
     stack.start()
     try:
         stack.wait_workers_ready(120)
+        from streams.settings import get_settings as _settings
+        if _settings().webhooks_file:
+            # Partner webhooks (streams/notifications.py): started only when partners are configured.
+            stack.start_webhooks(_settings().webhooks_file)
+            console.print(f"[bold]Webhooks:[/] delivering account.notifications per {_settings().webhooks_file}")
         console.print(f"[bold]Kafka bootstrap:[/] {stack.bootstrap}")
         console.print(f"[bold]ClickHouse (chdb, owned by the sink):[/] {stack.env()['CDRFLOW_CLICKHOUSE']}")
         console.print(f"[bold]Sink status:[/] http://127.0.0.1:{stack.sink_status_port}/status")
+        if stack.portal_port:
+            from streams.settings import get_settings
+
+            console.print(f"[bold]Portal:[/] http://{get_settings().portal_host}:{stack.portal_port}/ (users: "
+                          f"`cdrflow portal user add NAME` / `grant`, store {get_settings().portal_users_file})")
         for name, port in stack.worker_ports.items():
             console.print(f"[bold]{name}:[/] http://127.0.0.1:{port}/cdrflow/stats")
         console.print("[bold]Topics:[/] " + ", ".join(s.name for s in topics.SPECS))

@@ -4,7 +4,7 @@
     cdrflow tariffs load FILE [--bootstrap B] [--plan P ...]
                                                    validate, then publish each plan to tariff.plans
     cdrflow tariffs show [--plan P] [--file F] [--at ISO] [--topic] [--bootstrap B]
-    cdrflow tariffs import-cgrates DIR --out FILE.yaml [--timezone TZ] [--rename OLD=NEW ...]
+    cdrflow tariffs import-cgrates DIR --out FILE.yaml [--timezone TZ] [--rename OLD=NEW ...] [--rounding-decimals N]
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import argparse
 import sys
 import time
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 
 from streams import topics
@@ -52,6 +53,8 @@ def register(subparsers) -> None:
     im.add_argument("--timezone", default="UTC", help="time zone of the plans and of naive ActivationTimes")
     im.add_argument("--rename", action="append", default=[], metavar="TENANT:CATEGORY:SUBJECT=PLAN",
                     help="name a profile's plan (repeatable)")
+    im.add_argument("--rounding-decimals", type=int, default=5, metavar="N",
+                    help="CGRateS general rounding_decimals: precision of each increment's cost (default 5)")
     im.set_defaults(func=cmd_import_cgrates)
 
 
@@ -145,8 +148,65 @@ def _money(m: int) -> str:
     return f"{whole}.{frac.ljust(2, '0')}"
 
 
+def _cgr_dur(ns: int) -> str:
+    # CGRateS durations: whole seconds for voice, bare nanoseconds = units for SMS/data rates.
+    if ns % 1_000_000_000 == 0:
+        return f"{ns // 1_000_000_000}s"
+    if ns < 1_000_000:
+        return f"{ns}ns"
+    return f"{Decimal(ns).scaleb(-9).normalize():f}s"
+
+
+def _cgr_price(x) -> str:
+    return format(Decimal(x.numerator) / Decimal(x.denominator), "f")
+
+
+def _cgr_timing(t) -> str:
+    days = "Sun Mon Tue Wed Thu Fri Sat".split()
+    parts = [t.id]
+    if t.years:
+        parts.append("years " + ",".join(map(str, sorted(t.years))))
+    if t.months:
+        parts.append("months " + ",".join(map(str, sorted(t.months))))
+    if t.month_days:
+        parts.append("days " + ",".join(map(str, sorted(t.month_days))))
+    if t.week_days:
+        parts.append(" ".join(days[d] for d in sorted(t.week_days)))
+    if t.start_s:
+        parts.append(f"from {t.start_s // 3600:02d}:{t.start_s // 60 % 60:02d}:{t.start_s % 60:02d}")
+    return " ".join(parts)
+
+
+def cgr_rows(plan, at_ms: int) -> tuple[str, list[list[str]]]:
+    """(rating plan id, rows) of an imported CGRateS plan: one row per destination, one price
+    line per rate interval (timing and weight, then each GroupIntervalStart's rate)."""
+    rater = plan.rater
+    rp_id, fallback, dests = rater.data.describe(rater.key, at_ms * 1_000_000)
+    rows = []
+    for did, prefixes, intervals in dests:
+        lines, opts = [], []
+        for ri in intervals:
+            groups = "; ".join(f"from {_cgr_dur(g.start_ns)}: {_cgr_price(g.rate)}/{_cgr_dur(g.unit_ns)} "
+                               f"per {_cgr_dur(g.increment_ns)}" for g in ri.groups)
+            fee = f", fee {_cgr_price(ri.connect_fee)}" if ri.connect_fee else ""
+            lines.append(f"{_cgr_timing(ri.timing)} (w{_cgr_price(ri.weight)}, {ri.rates_id}{fee}): {groups}")
+            opt = f"{ri.method} {ri.decimals}"
+            if ri.max_cost:
+                opt += f", max {_cgr_price(ri.max_cost)} {ri.strategy or ''}".rstrip()
+            if opt not in opts:
+                opts.append(opt)
+        ps = list(prefixes) or [did]
+        rows.append([did, "cgrates", " ".join(ps[:8]) + (f" (+{len(ps) - 8})" if len(ps) > 8 else ""),
+                     "\n".join(lines), ", ".join(opts)])
+    if fallback:
+        rows.append(["(fallback)", "cgrates", "", "then " + ", ".join(fallback), ""])
+    return rp_id, rows
+
+
 def destination_rows(book: TariffBook, plan: str, at_ms: int) -> tuple[str, list[list[str]]]:
     """(version id, rows) describing the version in force; one row per destination."""
+    if book.plan(plan).rater is not None:
+        return cgr_rows(book.plan(plan), at_ms)
     v = book.version_at(plan, at_ms)
     rows, seen = [], set()
     for side, indexes in v.indexes.items():
@@ -222,7 +282,7 @@ def cmd_show(args) -> int:
 
 
 def cmd_import_cgrates(args) -> int:
-    from streams.core.tariff.cgrates import import_cgrates_dir, to_yaml
+    from streams.core.tariff.cgrates import import_cgrates_dir, summary, to_yaml
     from streams.core.tariff.loader import parse_tariff_text
 
     rename = {}
@@ -232,12 +292,17 @@ def cmd_import_cgrates(args) -> int:
             raise UserError(f"--rename {r!r} must be TENANT:CATEGORY:SUBJECT=PLAN")
         rename[old] = new
     try:
-        doc = import_cgrates_dir(args.dir, timezone=args.timezone, rename=rename)
+        doc = import_cgrates_dir(args.dir, timezone=args.timezone, rename=rename,
+                                 rounding_decimals=args.rounding_decimals)
         text = to_yaml(doc)
         book = parse_tariff_text(text, args.out, "yaml")   # the output must load as it will later
     except TariffError as e:
         raise UserError(f"cannot import: {e}") from None
-    Path(args.out).write_text(text, encoding="utf-8")
+    try:
+        Path(args.out).write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"cannot write {args.out}: {e}") from None
+    print(f"converted {summary(doc)}")
     for p in book.plans:
         print(f"imported {p}: versions {', '.join(book.versions(p))} -> {args.out}")
     return 0

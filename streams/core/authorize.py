@@ -1,95 +1,309 @@
-"""Authorisation before a call: may this account call this destination, at what rate, for how
-long? Used by call controllers and pay-per-minute IVRs (prepaid time limit).
+"""Authorisation before a call: may this account call this number, at what rate, for how long?
+Used by call controllers and pay-per-minute IVRs (prepaid time limit).
 
-Concurrent calls must not overshoot the credit together, so every authorised call holds a
-reservation worth its maximum duration; the next authorisation only sees the credit left after
-the reservations. A call-end report shrinks the reservation to what the call really cost, and
-the reservation expires once the rated CDR has had time to arrive and enter the spend.
+The rules, in the order they apply (README "Authorisation before a call" says the same):
+
+1. **Always-allowed numbers** are read in the caller's numbering context, like a dialled number.
+   A number the normaliser classifies ``emergency`` there (112, and 911 in a US or NL context)
+   is allowed in every profile. An account's always-allowed entry is either a *dialled code*
+   (an entry that itself reads as an emergency number or short code, e.g. ``112``, ``1233``),
+   which matches only that code dialled as such, or a *number range* written with ``+``, the
+   international prefix or the trunk prefix (``+31800``, ``0031800``, ``0800`` in NL), which
+   matches E.164 numbers starting with it. A dialled code is never a prefix of an international
+   number: ``911`` does not let anyone call India (+91 1…).
+2. ``blocked`` allows nothing else; an unknown rate (no tariff) is refused; a destination above
+   the profile's maximum per-minute rate is refused.
+3. **Time limit**: the longest call whose full rated cost — the pipeline's own rater with every
+   tariff rule (connect fee, first increment, minimum duration, free seconds, schedules, caps,
+   rounding, the account's volume tier) — fits in the credit left: credit − period spend −
+   reservations of other calls in progress.
+4. **Quota**: a call is granted at most ``quota_s`` seconds at a time (Diameter credit-control
+   style); it reserves the cost of what it was granted and renews with an interim update, which
+   grants the next slice from the credit then left. So two concurrent calls each get a slice
+   instead of the first one holding the whole credit.
+
+Reservations are plain JSON-able dicts per account (``Reservations``), so the worker can keep
+them in a changelogged table: a restarted or new owner of the account honours them. Each one
+expires on its own: ``PENDING_AFTER_END_MS`` after its grant runs out (a call that neither
+renewed nor ended is presumed cut at its grant) or after the call-end report (by then the rated
+CDR has normally entered the spend).
 """
 from __future__ import annotations
 
-import itertools
-from dataclasses import dataclass, field
+import secrets
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Callable
 
 from streams.core import credit
 from streams.core import profiles as P
+from streams.core.numbering import lookup
+from streams.core.periods import MONTHLY, period_of
+from streams.core.reasons import Reason, RejectError
+from streams.core.sources import DEFAULT_CONTEXT, NumberingContext
+from streams.core.tariff.extras import apply_coefficient, volume_tier
+from streams.core.tariff.prefixes import declared_for
 
-MAX_RESERVATION_S = 4 * 3600      # a single authorisation never holds more than four hours
-PENDING_AFTER_END_MS = 300_000    # how long a finished call's cost is held until its CDR lands
+MAX_RESERVATION_S = 4 * 3600      # no grant, and no time limit, ever reaches beyond four hours
+DEFAULT_QUOTA_S = 600             # what one authorisation or update grants at most (10 minutes)
+PENDING_AFTER_END_MS = 300_000    # how long a finished (or presumed cut) call's cost is held until its CDR lands
+
+EMERGENCY = "emergency"
+_CODE_TYPES = ("emergency", "short_code")
 
 
-@dataclass(slots=True)
-class Reservation:
-    rid: str
-    account: str
-    rate_micros_per_min: int
-    amount_micros: int
-    expires_ms: int
+# --- always-allowed numbers ------------------------------------------------------------------
+
+def read_entry(entry: str, ctx: NumberingContext = DEFAULT_CONTEXT) -> tuple[str, str] | None:
+    """An always-allowed entry as ("code", digits) or ("range", E.164 digits), or None when it
+    is neither (ignored). The entry reads as a dialled number in ``ctx`` would."""
+    e = entry.strip()
+    if not e:
+        return None
+    got = lookup(e, ctx)
+    if type(got) is tuple and got[1] in _CODE_TYPES:
+        return "code", got[0]
+    if e.startswith("+"):
+        digits = e[1:]
+    elif e.startswith(ctx.international_prefix):
+        digits = e[len(ctx.international_prefix):]
+    elif ctx.trunk_prefix and e.startswith(ctx.trunk_prefix):
+        digits = str(ctx.country_code) + e[len(ctx.trunk_prefix):]
+    else:
+        return None
+    return ("range", digits) if digits.isascii() and digits.isdigit() else None
 
 
-@dataclass
-class Reservations:
-    """Per-worker reservations (the worker owning the account answers, so one place holds them)."""
-    by_account: dict[str, dict[str, Reservation]] = field(default_factory=dict)
-    _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+def always_allowed(number: str, number_type: str, entries, ctx: NumberingContext = DEFAULT_CONTEXT) -> str | None:
+    """Why ``number`` (as the normaliser wrote it in ``ctx``) is always allowed, or None."""
+    if number_type == EMERGENCY:
+        return "emergency"
+    code = not number.startswith("+")
+    digits = number if code else number[1:]
+    for entry in entries:
+        got = read_entry(entry, ctx)
+        if got is None:
+            continue
+        kind, value = got
+        if kind == "code" and code and digits == value:
+            return entry
+        if kind == "range" and not code and number_type not in _CODE_TYPES and digits.startswith(value):
+            return entry
+    return None
 
-    def held(self, account: str, now_ms: int) -> int:
-        res = self.by_account.get(account)
-        if not res:
+
+# --- what a call would cost -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Quote:
+    """The price list one call would be rated by, as the pipeline would rate it.
+
+    Before the call its trunk (unless given), call-centre stage and operator are unknown, so every
+    destination the number could match is a candidate and a call costs the most any of them
+    charges (``variants``: one CDR shape per candidate, each rated by the real ``TariffBook.rate``).
+    """
+
+    rate: Callable                 # TariffBook.rate
+    plan: str
+    variants: tuple                # CDR dicts without billsec
+    rate_micros_per_min: int       # highest per-minute rate of the candidates
+    coefficient: Fraction          # the account's volume tier for this call
+    rounding: object               # the version's rounding (applies with the coefficient)
+
+    def cost(self, seconds: int) -> int:
+        """Micro-units an answered call of ``seconds`` would be charged (what enters the spend)."""
+        if seconds <= 0:
             return 0
-        for rid in [r for r, v in res.items() if v.expires_ms <= now_ms]:
-            del res[rid]
-        return sum(v.amount_micros for v in res.values())
-
-    def add(self, account: str, rate: int, amount: int, duration_s: int, now_ms: int) -> Reservation:
-        rid = f"{account}:{now_ms}:{next(self._ids)}"
-        r = Reservation(rid, account, rate, amount, now_ms + duration_s * 1000 + PENDING_AFTER_END_MS)
-        self.by_account.setdefault(account, {})[rid] = r
-        return r
-
-    def end(self, account: str, rid: str, duration_s: int, now_ms: int) -> Reservation | None:
-        r = self.by_account.get(account, {}).get(rid)
-        if r is None:
-            return None
-        # Per-second estimate, rounded up: the rated CDR will replace it with the exact cost.
-        r.amount_micros = min(r.amount_micros, -((-r.rate_micros_per_min * max(duration_s, 0)) // 60))
-        r.expires_ms = now_ms + PENDING_AFTER_END_MS
-        return r
+        best = 0
+        for v in self.variants:
+            r = self.rate({**v, "billsec_s": seconds, "duration_s": seconds,
+                           "end_ms": v["answer_ms"] + seconds * 1000}, self.plan)
+            if self.coefficient != 1:
+                r = apply_coefficient(r, self.coefficient, self.rounding)
+            best = max(best, r.cost_micros)
+        return best
 
 
-def _always_allowed(digits: str, prefixes: list[str]) -> bool:
-    return any(digits.startswith(p) for p in prefixes if p)
+def month_minutes_s(state: dict, at_ms: int) -> int:
+    """The account's charged seconds this month before the call (what picks its volume tier)."""
+    cfg = credit.config(state)
+    return state.get("minutes", {}).get(period_of(at_ms, cfg.timezone, MONTHLY), 0)
 
 
-def decide(state: dict | None, destination_e164: str, rate_micros_per_min: int | None, reserved_micros: int,
-           now_ms: int) -> dict:
-    """The decision for one call attempt (pure; the caller creates the reservation if allowed)."""
+def quote(book, plan: str, number: str, number_type: str, at_ms: int, trunk: str | None = None,
+          minutes_used_s: int = 0) -> Quote:
+    """Raises RejectError(NO_TARIFF) when no destination of the plan can price the number."""
+    v = book.version_at(plan, at_ms)
+    digits = number[1:] if number.startswith("+") else number
+    base = {"direction": "outbound", "called_e164": number, "called_type": number_type, "caller_e164": "",
+            "trunk": trunk or "", "stage": "", "start_ms": at_ms, "answer_ms": at_ms, "answered": True,
+            "service": "voice"}
+    variants: dict[tuple, dict] = {}
+    best = None
+    if getattr(book.plan(plan), "rater", None) is not None:
+        # A plan with its own rater (CGRateS semantics, cgr_engine) has no prefix indexes here:
+        # its own maximum rate, and the rater itself through TariffBook.rate, price the call.
+        best = book.max_rate_per_min_micros(plan, number, at_ms)
+        variants[()] = base
+    elif digits.isascii() and digits.isdigit():
+        for conds, idx in v.indexes.get("outbound", ()):
+            if not declared_for(conds, number, number_type):
+                continue
+            if any(k == "called_type" and val != number_type for k, val in conds):
+                continue
+            if trunk is not None and any(k == "trunk" and val != trunk for k, val in conds):
+                continue
+            hit = idx.longest(digits)
+            if hit is None:
+                continue
+            variants.setdefault(conds, {**base, **dict(conds)})
+            r = hit[1].max_rate_per_min_micros
+            best = r if best is None or r > best else best
+    if best is None:
+        raise RejectError(Reason.NO_TARIFF, f"plan {plan!r} version {v.version}: no outbound destination for {number!r}")
+    ex = v.extras
+    coef = volume_tier(ex, Fraction(minutes_used_s, 60)) if ex.volume_tiers else Fraction(1)
+    return Quote(book.rate, plan, tuple(variants.values()), best, coef, ex.rounding)
+
+
+def time_limit(cost: Callable[[int], int], budget_micros: int, cap_s: int = MAX_RESERVATION_S) -> int:
+    """The longest whole-second duration d <= cap_s with cost(d) <= budget (0 when not even 1 s).
+
+    Binary search is exact because the rated cost never decreases with the duration: a longer
+    call lays the same increments from the call's start plus more (each priced >= 0, the same in
+    every schedule period it covers), the connect fee, minimum duration and free seconds do not
+    depend on the length, a max_cost cap is min(cap, x), the volume coefficient is fixed for the
+    call, and every rounding rule (up, down, half-even, per call or per increment) maps a larger
+    amount to a result at least as large. (Whatever the rater, the answer never overshoots:
+    cost(limit) <= budget is checked, never inferred.)
+    """
+    if cap_s < 1 or cost(1) > budget_micros:
+        return 0
+    if cost(cap_s) <= budget_micros:
+        return cap_s
+    lo, hi = 1, cap_s                     # cost(lo) <= budget < cost(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if cost(mid) <= budget_micros:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+# --- the decision -----------------------------------------------------------------------------
+
+def decide(state: dict | None, number: str, number_type: str, q: Quote | None, reserved_micros: int,
+           now_ms: int, ctx: NumberingContext = DEFAULT_CONTEXT, quota_s: int = DEFAULT_QUOTA_S,
+           used_s: int = 0) -> dict:
+    """The decision for one call attempt, or for the next slice of a call that has run ``used_s``
+    seconds (pure; the caller creates or renews the reservation of ``reserve_micros``).
+
+    ``q`` is None when the number has no tariff; ``reserved_micros`` holds the other calls'
+    reservations. ``max_duration_s`` is the grant: how many more seconds the call may run before
+    it must renew (or end); ``limit_s`` is how long the credit left would pay for in all.
+    """
     if state is None:
+        if number_type == EMERGENCY:
+            return {"allowed": True, "reason": "always_allowed", "profile": None, "max_duration_s": None,
+                    "reserve_micros": 0}
         return {"allowed": False, "reason": "unknown_account", "profile": None}
     cfg = credit.config(state)
     profile = credit.effective_profile(state, cfg)
-    prof = P.DEFAULT_PROFILES[profile]
+    prof = cfg.profiles[profile]        # the customer's own maximum prices (seed 000)
     allowed_list = P.allowed_destinations(prof, cfg.always_allowed)
-    digits = destination_e164.lstrip("+")
     spend = state["spend"].get(state["period"], 0)
     remaining = cfg.credit_micros - spend - reserved_micros
-    base = {"account": cfg.account, "profile": profile, "period": state["period"],
-            "rate_micros_per_min": rate_micros_per_min, "max_rate_micros_per_min": prof.max_rate_micros_per_min,
-            "remaining_micros": max(remaining, 0), "allowed_destinations": allowed_list}
-    if _always_allowed(digits, allowed_list):
-        return {**base, "allowed": True, "reason": "always_allowed", "max_duration_s": None}
+    base = {"account": cfg.account, "profile": profile, "period": state["period"], "number_type": number_type,
+            "rate_micros_per_min": q.rate_micros_per_min if q else None,
+            "max_rate_micros_per_min": prof.max_rate_micros_per_min,
+            "spend_micros": spend, "credit_micros": cfg.credit_micros,
+            "remaining_micros": max(remaining, 0), "allowed_destinations": allowed_list,
+            "reserve_micros": 0, "limit_s": 0}
+    why = always_allowed(number, number_type, allowed_list, ctx)
+    if why is not None:
+        return {**base, "allowed": True, "reason": "always_allowed", "allowed_by": why, "max_duration_s": None}
     if profile == P.BLOCKED:
         return {**base, "allowed": False, "reason": "blocked", "max_duration_s": 0}
-    if rate_micros_per_min is None:
+    if q is None:
         return {**base, "allowed": False, "reason": "no_tariff", "max_duration_s": 0}
-    if rate_micros_per_min > prof.max_rate_micros_per_min:
+    if q.rate_micros_per_min > prof.max_rate_micros_per_min:
         return {**base, "allowed": False, "reason": "rate_above_profile_max", "max_duration_s": 0}
-    if rate_micros_per_min == 0:
-        return {**base, "allowed": True, "reason": "free_destination", "max_duration_s": MAX_RESERVATION_S}
-    if remaining <= 0:
-        return {**base, "allowed": False, "reason": "no_credit_left", "max_duration_s": 0}
-    # Whole seconds the remaining credit pays for at this per-minute rate (rounded down).
-    seconds = min(remaining * 60 // rate_micros_per_min, MAX_RESERVATION_S)
-    if seconds < 1:
-        return {**base, "allowed": False, "reason": "no_credit_left", "max_duration_s": 0}
-    return {**base, "allowed": True, "reason": "ok", "max_duration_s": int(seconds)}
+    limit = time_limit(q.cost, remaining)
+    granted_total = min(limit, used_s + max(quota_s, 1))
+    if granted_total <= used_s:
+        return {**base, "allowed": False, "reason": "no_credit_left", "max_duration_s": 0, "limit_s": limit}
+    free = q.cost(MAX_RESERVATION_S) == 0
+    return {**base, "allowed": True, "reason": "free_destination" if free else "ok",
+            "max_duration_s": granted_total - used_s, "granted_total_s": granted_total, "limit_s": limit,
+            "reserve_micros": q.cost(granted_total)}
+
+
+# --- reservations -----------------------------------------------------------------------------
+
+def new_reservation_id(account: str) -> str:
+    # Random, not a per-process counter: ids must stay unique across restarts and owners.
+    return f"{account}:{secrets.token_hex(8)}"
+
+
+class Reservations:
+    """Reservations per account as JSON-able dicts ``{rid: entry}``, read and written through
+    ``load(account)`` / ``save(account, entries)`` (a changelogged table in the worker; a dict
+    by default). Expired entries are dropped whenever an account's reservations are read.
+
+    An entry: ``amount`` (micro-units held), ``expires_ms``, ``granted_s`` (seconds granted from
+    the call's start), ``ended`` and the call's pricing facts (``plan``, ``number``, ``type``,
+    ``trunk``, ``at_ms``, ``minutes_s``) so an update or the end is priced like the grant.
+    """
+
+    def __init__(self, load: Callable[[str], dict | None] | None = None,
+                 save: Callable[[str, dict], None] | None = None):
+        self._mem: dict[str, dict] = {}
+        self._load = load or self._mem.get
+        self._save = save or self._mem.__setitem__
+
+    def entries(self, account: str, now_ms: int) -> dict:
+        res = dict(self._load(account) or {})
+        live = {rid: e for rid, e in res.items() if e["expires_ms"] > now_ms}
+        if len(live) != len(res):
+            self._save(account, live)
+        return live
+
+    def held(self, account: str, now_ms: int, exclude: str | None = None) -> int:
+        return sum(e["amount"] for rid, e in self.entries(account, now_ms).items() if rid != exclude)
+
+    def get(self, account: str, rid: str, now_ms: int) -> dict | None:
+        return self.entries(account, now_ms).get(rid)
+
+    def add(self, account: str, call: dict, decision: dict, now_ms: int, rid: str | None = None) -> str:
+        rid = rid or new_reservation_id(account)
+        res = self.entries(account, now_ms)
+        res[rid] = {**call, "amount": decision["reserve_micros"], "granted_s": decision["granted_total_s"],
+                    "ended": False, "expires_ms": now_ms + decision["max_duration_s"] * 1000 + PENDING_AFTER_END_MS}
+        self._save(account, res)
+        return rid
+
+    def renew(self, account: str, rid: str, decision: dict, used_s: int, amount_if_refused: int, now_ms: int) -> dict:
+        """An interim update: a new grant replaces the old one; a refused one keeps holding the cost
+        of what the call has used, until the call ends or is presumed cut."""
+        res = self.entries(account, now_ms)
+        e = dict(res[rid])
+        if decision["allowed"]:
+            e.update(amount=decision["reserve_micros"], granted_s=decision["granted_total_s"],
+                     expires_ms=now_ms + decision["max_duration_s"] * 1000 + PENDING_AFTER_END_MS)
+        else:
+            e.update(amount=amount_if_refused, granted_s=used_s, expires_ms=now_ms + PENDING_AFTER_END_MS)
+        res[rid] = e
+        self._save(account, res)
+        return e
+
+    def end(self, account: str, rid: str, amount: int, now_ms: int) -> dict | None:
+        """The call ended: hold its real cost until the rated CDR has had time to enter the spend."""
+        res = self.entries(account, now_ms)
+        if rid not in res:
+            return None
+        e = {**res[rid], "amount": min(res[rid]["amount"], amount) if res[rid]["ended"] else amount,
+             "ended": True, "expires_ms": now_ms + PENDING_AFTER_END_MS}
+        res[rid] = e
+        self._save(account, res)
+        return e

@@ -8,6 +8,13 @@ decodes, calls this, writes the touched states and sends the outputs. Replay rul
   offset), it is a redelivery after a crash: its rated record and the transitions it caused are
   emitted again with the same ids, because the first emission may have been lost with the
   crashed producer. Sinks collapse them by key.
+* **the first applied copy of a key is the billed one.** A later copy with the same key but
+  other content (a switch re-sent it with a changed billsec) is a duplicate; on a redelivery it
+  is not re-emitted either, because the sink keeps the last row of a key: only a copy whose
+  content digest equals the billed copy's is re-emitted (streams/core/dedup.py).
+
+The applied keys live in their own store (``KeyIndex``), not in the account value, so a batch's
+cost and writes do not grow with the account's history.
 """
 from __future__ import annotations
 
@@ -16,13 +23,14 @@ from datetime import datetime, timezone
 from fractions import Fraction
 from typing import Callable
 
-from streams.core import credit, thresholds
-from streams.core.keys import reject_id
+from streams.core import credit, replies, thresholds
+from streams.core.dedup import UNKNOWN_DIGEST, KeyIndex, content_digest, decode_pending, encode_pending, key_id
+from streams.core.keys import reject_id, legacy_key_of
 from streams.core.periods import MONTHLY, period_bounds, period_of
 from streams.core.reasons import Reason, RejectError
+from streams.core.tariff.cgr_engine import spans_text
 from streams.core.tariff.extras import apply_coefficient, commission, extras_for, volume_tier
 
-SEEN_KEY_CHARS = 16       # 64 bits of the 128-bit key: collisions inside one account are negligible
 RECENT_EVENTS = 16
 DAY_MS = 86_400_000
 
@@ -37,8 +45,13 @@ class BatchResult:
     touched: set[str] = field(default_factory=set)
     duplicates: int = 0
     redelivered: int = 0
+    # Redelivered copies that differ from the billed copy of their key: no output (see module doc).
+    redelivered_conflicts: int = 0
+    # Key-store node writes (None: delete); the caller stores them with the account values.
+    key_writes: dict = field(default_factory=dict)
     commands: int = 0
     command_errors: list[str] = field(default_factory=list)
+    replies: list[dict] = field(default_factory=list)      # command outcomes (streams/core/replies.py)
 
 
 def _day(ms: int) -> str:
@@ -52,11 +65,8 @@ def _ms(v) -> int:
     return int(v)
 
 
-def prune_seen(state: dict, now_ms: int, horizon_days: int) -> None:
-    seen = state.setdefault("seen", {})
-    oldest = now_ms // DAY_MS - horizon_days
-    for d in [d for d in seen if int(d) < oldest]:
-        del seen[d]
+def oldest_day(now_ms: int, horizon_days: int) -> int:
+    return now_ms // DAY_MS - horizon_days
 
 
 def make_reject(reason: Reason, detail: str, stage: str, topic: str, partition: int, offset: int,
@@ -83,6 +93,7 @@ def rated_record(cdr: dict, r, period: str, now_ms: int) -> dict:
         "tariff_plan": r.tariff_plan, "tariff_version": r.tariff_version, "rating_version": 1,
         "rated_at_ms": now_ms, "ingest_ms": cdr.get("ingest_ms", 0),
         "source_partition": cdr.get("source_partition", -1), "source_offset": cdr.get("source_offset", -1),
+        "spans": spans_text(r, cdr.get("service", "voice")),
     }
 
 
@@ -90,7 +101,8 @@ class ChargeBatch:
     """Applies the inputs of one partition's batch to the account states it holds."""
 
     def __init__(self, states: dict[str, dict | None], rate: Callable, now_ms: int,
-                 horizon_days: int = 35, book=None):
+                 horizon_days: int = 35, book=None, keys: Callable[[bytes], bytes | None] | None = None,
+                 closed=None):
         self.states = states
         self.rate = rate
         # With a tariff book, the plan's extra rules apply too: volume tiers, partner
@@ -98,25 +110,36 @@ class ChargeBatch:
         self.book = book
         self.now_ms = now_ms
         self.horizon_days = horizon_days
+        # Closed financial periods (streams.core.periods.ClosedPeriods) or None: none closed.
+        self.closed = closed
         self.out = BatchResult()
-        self._seen_cache: dict[tuple[str, str], tuple[set, list, dict]] = {}
+        # ``keys`` reads a node of the key store (streams/core/dedup.py).
+        self.index = KeyIndex(keys or (lambda _nk: None))
+        # Per account: the entries the account value must carry after this batch (``kpend``).
+        self._pending: dict[str, dict[str, dict]] = {}
 
     def command(self, cmd: dict, topic: str, offset: int) -> None:
         acct = cmd["account"]
         state = self.states.get(acct)
         self.out.commands += 1
         if state is not None and credit.is_replay(state, topic, offset):
+            if replies.wanted(cmd):
+                self.out.replies.append(replies.applied(cmd, state, [], self.now_ms))
             return
         try:
             state, events = thresholds.apply_account_command(state, cmd, self.now_ms)
         except (KeyError, ValueError) as exc:
             self.out.command_errors.append(f"{acct}: {exc}")
+            if replies.wanted(cmd):
+                self.out.replies.append(replies.refused(cmd, exc, self.now_ms))
             return
         credit.mark_offset(state, topic, offset)
         self.states[acct] = state
         self._emit(state, events)
         self.out.notifications += thresholds.notifications_from_barring(events)
         self.out.touched.add(acct)
+        if replies.wanted(cmd):
+            self.out.replies.append(replies.applied(cmd, state, events, self.now_ms))
 
     def cdrs(self, cdrs: list[dict], topic: str, partition: int, offset: int) -> None:
         for cdr in cdrs:
@@ -136,12 +159,17 @@ class ChargeBatch:
         replay = credit.is_replay(state, topic, offset)
         start_ms = _ms(cdr["start_ms"])
         day = _day(start_ms)
-        short = cdr["cdr_key"][:SEEN_KEY_CHARS]
-        seen_set, seen_day = self._seen(acct, state, day)
+        kid = key_id(cdr["cdr_key"])
+        applied = self._applied(acct, state, day, kid, topic)
+        if applied is None and (legacy := legacy_key_of(cdr)) is not None:   # a key stored by keys v1
+            applied = self._applied(acct, state, day, key_id(legacy), topic)
         cfg = credit.config(state)
-        if short in seen_set:
+        if applied is not None:
             if replay:
-                self._re_emit(state, cdr, cfg)
+                if applied[0] == UNKNOWN_DIGEST or applied[0] == content_digest(cdr):
+                    self._re_emit(state, cdr, cfg)
+                else:
+                    self.out.redelivered_conflicts += 1
             else:
                 self.out.duplicates += 1
                 state["dups"] = state.get("dups", 0) + 1
@@ -154,13 +182,16 @@ class ChargeBatch:
             return
         r, commissions = self._extras(state, cdr, cfg, r, start_ms)
         period = period_of(start_ms, cfg.timezone, cfg.period_kind)
+        late_of = None
+        if self.closed is not None and self.closed.locked(acct, period, start_ms):
+            # A closed financial period's total never moves: booked in the open one instead.
+            late_of, period = period, credit.open_period(state, self.now_ms)
         # Spend, limits and the service user's monthly thresholds move together.
         events, notes = thresholds.apply_cdr_charge(
             state, period=period, start_ms=start_ms, service_user=cdr.get("service_user", ""),
             cost_micros=r.cost_micros, at_ms=self.now_ms, cause_key=cdr["cdr_key"],
-            cause_ingest_ms=cdr.get("ingest_ms"))
-        seen_set.add(short)
-        seen_day.append(short)
+            cause_ingest_ms=cdr.get("ingest_ms"), late_of=late_of)
+        self._add_key(acct, state, day, kid, content_digest(cdr), offset)
         self.out.rated.append(rated_record(cdr, r, period, self.now_ms))
         for partner, c in commissions:
             rec = rated_record(cdr, c, period, self.now_ms)
@@ -206,17 +237,62 @@ class ChargeBatch:
         for item, micros in sub.items:
             self.out.rated.append(subscription_record(acct, period, item, micros, start_ms, cfg.tariff_plan,
                                                       version, self.now_ms))
-    def _seen(self, acct: str, state: dict, day: str) -> tuple[set, list]:
-        """The keys an account applied on one call day, as a set for O(1) look-ups. The stored
-        list is copied once per batch before it grows, so a batch that fails half-way never
-        leaves the table's stored value changed (the caller copies the outer dicts)."""
-        cached = self._seen_cache.get((acct, day))
-        if cached is None or cached[2] is not state:
-            days = state.setdefault("seen", {})
-            lst = list(days.get(day, ()))
-            days[day] = lst
-            cached = self._seen_cache[(acct, day)] = (set(lst), lst, state)
-        return cached[0], cached[1]
+    def _account_keys(self, acct: str, state: dict) -> dict[str, dict]:
+        """This batch's pending entries of an account, set up on its first CDR: the entries its
+        value carried (``kpend``, the last batch's) that the store lacks are written again, as
+        a crash may have lost that node write; they stay pending until a batch finds them."""
+        pending = self._pending.get(acct)
+        if pending is not None:
+            return pending
+        pending = self._pending[acct] = {}
+        carried = decode_pending(state.get("kpend"))
+        oldest = oldest_day(self.now_ms, self.horizon_days)
+        # Values written before the key store held the keys in ``seen`` (day -> 16 hex chars);
+        # they move to the store like pending entries (the billed copy is unknown for them).
+        for day, shorts in (state.pop("seen", None) or {}).items():
+            if int(day) >= oldest:
+                carried.setdefault(day, {}).update((key_id(s), (UNKNOWN_DIGEST, 0)) for s in shorts)
+        days = set(state.get("kdays", ()))
+        for day, entries in carried.items():
+            if int(day) < oldest:
+                continue
+            for kid, entry in entries.items():
+                if self.index.lookup(acct, day, kid) != entry:
+                    self.index.add(acct, day, kid, *entry)
+                    pending.setdefault(day, {})[kid] = entry
+                    days.add(day)
+        state["kdays"] = sorted(days)
+        return pending
+
+    def _applied(self, acct: str, state: dict, day: str, kid: bytes, topic: str) -> tuple[bytes, int] | None:
+        """(billed digest, offset) if the account applied this key, else None."""
+        pending = self._account_keys(acct, state)
+        entry = pending.get(day, {}).get(kid)
+        if entry is not None:
+            return entry
+        entry = self.index.lookup(acct, day, kid)
+        # A node written by a batch whose account value a crash lost: that batch never happened
+        # for the books, and its redelivery must apply the CDR again.
+        if entry is not None and entry[1] > state["off"].get(topic, -1):
+            return None
+        return entry
+
+    def _add_key(self, acct: str, state: dict, day: str, kid: bytes, digest: bytes, offset: int) -> None:
+        self.index.add(acct, day, kid, digest, offset)
+        self._pending[acct].setdefault(day, {})[kid] = (digest, offset)
+        if day not in state["kdays"]:
+            state["kdays"] = sorted([*state["kdays"], day])
+
+    def _expire_keys(self, acct: str, state: dict) -> None:
+        """Forget the key-store days that left the dedup horizon (older calls are refused by the
+        normaliser, so their keys can no longer be needed)."""
+        oldest = oldest_day(self.now_ms, self.horizon_days)
+        old = [d for d in state.get("kdays", ()) if int(d) < oldest]
+        for day in old:
+            self.index.drop_day(acct, day)
+            self._pending.get(acct, {}).pop(day, None)
+        if old:
+            state["kdays"] = [d for d in state["kdays"] if int(d) >= oldest]
 
     def _re_emit(self, state: dict, cdr: dict, cfg) -> None:
         self.out.redelivered += 1
@@ -225,6 +301,8 @@ class ChargeBatch:
         except RejectError:
             return
         period = period_of(_ms(cdr["start_ms"]), cfg.timezone, cfg.period_kind)
+        if self.closed is not None and self.closed.locked(cdr["account"], period, _ms(cdr["start_ms"])):
+            period = credit.open_period(state, self.now_ms)     # where _cdr booked it
         self.out.rated.append(rated_record(cdr, r, period, self.now_ms))
         self.out.events.extend(e for e in state.get("recent", []) if e["cause_cdr_key"] == cdr["cdr_key"])
         self.out.notifications.extend(thresholds.redelivered(state, cdr["cdr_key"]))
@@ -247,7 +325,10 @@ class ChargeBatch:
             st = self.states.get(acct)
             if st is not None:
                 self._subscriptions(acct, st)
-                prune_seen(st, self.now_ms, self.horizon_days)
+                self._expire_keys(acct, st)
+                if acct in self._pending:
+                    st["kpend"] = encode_pending(self._pending[acct])
+        self.out.key_writes = self.index.writes()
         return self.out
 
 

@@ -26,6 +26,8 @@ class AccountConfig:
     soft_limit_pct: int = 80
     tariff_plan: str = "default"
     always_allowed: tuple[str, ...] = ()
+    max_rate_normal_micros: int | None = None    # the customer's own maximum prices per minute
+    max_rate_low_micros: int | None = None       # (seed 000); None: streams.core.profiles defaults
 
     def __post_init__(self):
         if self.period_kind not in KINDS:
@@ -34,16 +36,26 @@ class AccountConfig:
             raise ValueError("soft_limit_pct must be 1..100")
         if self.credit_micros < 0:
             raise ValueError("credit must not be negative")
+        P.validate_max_rates(self.max_rate_normal_micros, self.max_rate_low_micros)
+
+    @property
+    def profiles(self) -> dict[str, P.Profile]:
+        return P.profiles_for(self.max_rate_normal_micros, self.max_rate_low_micros)
 
     def to_dict(self) -> dict:
-        return {"account": self.account, "timezone": self.timezone, "period_kind": self.period_kind,
-                "credit_micros": self.credit_micros, "soft_limit_pct": self.soft_limit_pct,
-                "tariff_plan": self.tariff_plan, "always_allowed": list(self.always_allowed)}
+        d = {"account": self.account, "timezone": self.timezone, "period_kind": self.period_kind,
+             "credit_micros": self.credit_micros, "soft_limit_pct": self.soft_limit_pct,
+             "tariff_plan": self.tariff_plan, "always_allowed": list(self.always_allowed)}
+        if self.max_rate_normal_micros is not None or self.max_rate_low_micros is not None:
+            d["max_rate_normal_micros"] = self.max_rate_normal_micros
+            d["max_rate_low_micros"] = self.max_rate_low_micros
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "AccountConfig":
         return _cached_config(d["account"], d["timezone"], d["period_kind"], int(d["credit_micros"]),
-                              int(d["soft_limit_pct"]), d["tariff_plan"], tuple(d.get("always_allowed") or ()))
+                              int(d["soft_limit_pct"]), d["tariff_plan"], tuple(d.get("always_allowed") or ()),
+                              d.get("max_rate_normal_micros"), d.get("max_rate_low_micros"))
 
 
 # Every CDR needs its account's config several times (rating plan, period, limits), and the
@@ -62,7 +74,7 @@ def soft_limit_micros(cfg: AccountConfig) -> int:
 
 def new_state(cfg: AccountConfig, now_ms: int) -> dict:
     return {"cfg": cfg.to_dict(), "period": period_of(now_ms, cfg.timezone, cfg.period_kind),
-            "spend": {}, "profile": P.NORMAL, "seq": 0, "unbarred": False, "forced": None,
+            "spend": {}, "profile": P.NORMAL, "seq": 0, "unbar_until": None, "forced": None,
             "off": {}, "applied": 0, "dups": 0, "last_event": None, "past_profiles": {}}
 
 
@@ -70,17 +82,36 @@ def config(state: dict) -> AccountConfig:
     return AccountConfig.from_dict(state["cfg"])
 
 
-def computed_profile(spend: int, cfg: AccountConfig, unbarred: bool) -> str:
-    if spend >= cfg.credit_micros and not unbarred:
+def computed_profile(spend: int, cfg: AccountConfig, unbar_until: int | None = None) -> str:
+    """The profile that spend alone gives. ``unbar_until`` is the spend a partner's unbar allows
+    (see :func:`unbar_limit`): above the credit the account is blocked unless an unbar is in
+    force and the spend has not grown past it."""
+    if spend >= cfg.credit_micros and (unbar_until is None or unbar_until is False or spend > unbar_until):
         return P.BLOCKED
     if spend >= soft_limit_micros(cfg):
         return P.LOW_CREDIT
     return P.NORMAL
 
 
+def unbar_limit(state: dict) -> int | None:
+    """The spend up to which a manual unbar lets calls through in the current period, or None.
+
+    Unbar rule (README, "Credit rules"): an unbar lifts the block at the spend it finds; the
+    next charge that raises the period's spend above ``spend at unbar + extra`` blocks the
+    account again (reason ``hard_limit``). ``extra`` is the optional allowance the partner gives
+    with the unbar (default 0: calls in progress may finish, the next charged call re-blocks).
+    Only raising the credit gives lasting relief: calls stop until the partner raises it."""
+    if state.get("unbarred") is True and state.get("unbar_until") is None:
+        # A state written before unbar had a limit: pinned once, at the spend it holds when
+        # first read (always before a charge adds to it), then stored like a fresh unbar.
+        state["unbar_until"] = state["spend"].get(state["period"], 0)
+    state.pop("unbarred", None)
+    return state.get("unbar_until")
+
+
 def effective_profile(state: dict, cfg: AccountConfig) -> str:
     spend = state["spend"].get(state["period"], 0)
-    computed = computed_profile(spend, cfg, state["unbarred"])
+    computed = computed_profile(spend, cfg, unbar_limit(state))
     forced = state.get("forced")
     # A partner may restrict an account further, but a forced profile never lifts a hard block.
     if forced and P.ORDER[forced] > P.ORDER[computed]:
@@ -106,10 +137,9 @@ def mark_offset(state: dict, topic: str, offset: int) -> None:
 
 
 def _event(state: dict, cfg: AccountConfig, period: str, old: str, new: str, reason: str, at_ms: int,
-           cause_key: str | None, cause_ingest_ms: int | None, correction: bool = False,
-           profiles: dict[str, P.Profile] = P.DEFAULT_PROFILES) -> dict:
+           cause_key: str | None, cause_ingest_ms: int | None, correction: bool = False) -> dict:
     state["seq"] += 1
-    prof = profiles[new]
+    prof = cfg.profiles[new]
     ev = {
         "event_id": event_id(cfg.account, state["seq"]), "account": cfg.account, "seq": state["seq"],
         "period": period, "old_profile": old, "new_profile": new,
@@ -140,7 +170,7 @@ def roll_period(state: dict, period: str, at_ms: int, cause_key: str | None = No
         return []
     old = effective_profile(state, cfg)
     state["period"] = period
-    state["unbarred"] = False
+    _clear_unbar(state)
     state["forced"] = None
     for p in sorted(state["spend"])[:-KEEP_PERIODS]:
         del state["spend"][p]
@@ -168,14 +198,35 @@ def apply_charge(state: dict, period: str, cost_micros: int, at_ms: int, cause_k
     return events
 
 
+LATE_CLOSED = "late_cdr_closed_period"
+
+
+def open_period(state: dict, now_ms: int) -> str:
+    """The period new bookings go to: the account's current one, or now's if that is later."""
+    cfg = config(state)
+    return max(state["period"], period_of(now_ms, cfg.timezone, cfg.period_kind))
+
+
+def late_closed_event(state: dict, closed_period: str, now_ms: int, cause_key: str,
+                      cause_ingest_ms: int | None = None) -> dict:
+    """The correction event of a CDR whose financial period is *closed*. Its cost was booked in
+    the open period (:func:`open_period`, limits there apply as to any charge); the closed
+    period's spend never changes, and this event (reason ``late_cdr_closed_period``, period =
+    the closed one, profile unchanged) says so every time, crossing or not."""
+    cfg = config(state)
+    closed_profile = computed_profile(state["spend"].get(closed_period, 0), cfg)
+    return _event(state, cfg, closed_period, closed_profile, closed_profile, LATE_CLOSED, now_ms,
+                  cause_key, cause_ingest_ms, correction=True)
+
+
 def _apply_late(state, cfg, period, cost, at_ms, cause_key, cause_ingest_ms) -> list[dict]:
     """A late CDR belongs to its own (past) period. If it pushes that period over a limit the
     current profile is unaffected, but a correction event says so: never a silent change."""
     before = state["spend"].get(period, 0)
     after = before + cost
     state["spend"][period] = after
-    old = computed_profile(before, cfg, False)
-    new = computed_profile(after, cfg, False)
+    old = computed_profile(before, cfg)
+    new = computed_profile(after, cfg)
     if new != old:
         return [_event(state, cfg, period, old, new, "late_correction", at_ms, cause_key, cause_ingest_ms,
                        correction=True)]
@@ -190,7 +241,9 @@ def apply_command(state: dict | None, cmd: dict, now_ms: int) -> tuple[dict, lis
             account=cmd["account"], timezone=cmd.get("timezone") or "UTC",
             period_kind=cmd.get("period_kind") or "monthly", credit_micros=int(cmd.get("credit_micros") or 0),
             soft_limit_pct=int(cmd.get("soft_limit_pct") or 80), tariff_plan=cmd.get("tariff_plan") or "default",
-            always_allowed=tuple(cmd.get("always_allowed") or ()))
+            always_allowed=tuple(cmd.get("always_allowed") or ()),
+            max_rate_normal_micros=_opt_int(cmd.get("max_rate_normal_micros")),
+            max_rate_low_micros=_opt_int(cmd.get("max_rate_low_micros")))
         if state is None:
             # The account starts in the period of the command's issue time, not of whenever the
             # agent happens to apply it: a replayed or delayed provisioning gives the same state.
@@ -207,8 +260,12 @@ def apply_command(state: dict | None, cmd: dict, now_ms: int) -> tuple[dict, lis
                                    "always_allowed": cfg.always_allowed})
         return _reconfigure(state, new_cfg, "credit_changed", now_ms)
     if action == "unbar":
+        extra = int(cmd.get("credit_micros") or 0)
+        if extra < 0:
+            raise ValueError("an unbar allowance must not be negative")
         old = effective_profile(state, cfg)
-        state["unbarred"] = True
+        state["unbar_until"] = state["spend"].get(state["period"], 0) + extra
+        state.pop("unbarred", None)
         state["forced"] = None
         return state, _transition_if_changed(state, cfg, old, "unbar", now_ms)
     if action == "set_profile":
@@ -218,7 +275,9 @@ def apply_command(state: dict | None, cmd: dict, now_ms: int) -> tuple[dict, lis
         old = effective_profile(state, cfg)
         state["forced"] = None if prof == P.NORMAL else prof
         if prof == P.NORMAL:
-            state["unbarred"] = True
+            # "normal" lifts a block exactly like an unbar without allowance.
+            state["unbar_until"] = state["spend"].get(state["period"], 0)
+            state.pop("unbarred", None)
         return state, _transition_if_changed(state, cfg, old, "profile_set", now_ms)
     if action == "roll_period":
         # Sent by the worker's period timer: resets an idle account at its local boundary.
@@ -226,6 +285,10 @@ def apply_command(state: dict | None, cmd: dict, now_ms: int) -> tuple[dict, lis
     if action == "adjust_spend":
         return state, adjust_spend(state, cmd.get("period") or state["period"], int(cmd["delta_micros"]), now_ms)
     raise ValueError(f"unknown action {action!r}")
+
+
+def _opt_int(v) -> int | None:
+    return None if v is None else int(v)
 
 
 def adjust_spend(state: dict, period: str, delta_micros: int, now_ms: int) -> list[dict]:
@@ -238,7 +301,7 @@ def adjust_spend(state: dict, period: str, delta_micros: int, now_ms: int) -> li
     if period < state["period"]:
         before = state["spend"].get(period, 0)
         state["spend"][period] = before + delta_micros
-        old, new = computed_profile(before, cfg, False), computed_profile(before + delta_micros, cfg, False)
+        old, new = computed_profile(before, cfg), computed_profile(before + delta_micros, cfg)
         if old != new:
             return [_event(state, cfg, period, old, new, "rerate", now_ms, None, None, correction=True)]
         return []
@@ -251,8 +314,13 @@ def _reconfigure(state: dict, cfg: AccountConfig, reason: str, now_ms: int) -> t
     old = effective_profile(state, config(state))
     state["cfg"] = cfg.to_dict()
     # A raised credit lifts a block by itself; a manual unbar only lasts until the next limit.
-    state["unbarred"] = False
+    _clear_unbar(state)
     return state, _transition_if_changed(state, cfg, old, reason, now_ms)
+
+
+def _clear_unbar(state: dict) -> None:
+    state["unbar_until"] = None
+    state.pop("unbarred", None)
 
 
 def _transition_if_changed(state: dict, cfg: AccountConfig, old: str, reason: str, now_ms: int) -> list[dict]:
@@ -266,7 +334,7 @@ def _transition_if_changed(state: dict, cfg: AccountConfig, old: str, reason: st
 def snapshot(state: dict, now_ms: int) -> dict:
     """The account.state record for call controllers."""
     cfg = config(state)
-    prof = P.DEFAULT_PROFILES[effective_profile(state, cfg)]
+    prof = cfg.profiles[effective_profile(state, cfg)]
     return {"account": cfg.account, "period": state["period"], "profile": prof.name,
             "spend_micros": state["spend"].get(state["period"], 0), "credit_micros": cfg.credit_micros,
             "soft_limit_micros": soft_limit_micros(cfg), "seq": state["seq"], "updated_ms": now_ms,

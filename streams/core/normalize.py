@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from streams.core.account_map import AccountMap
 from streams.core.keys import cdr_key
 from streams.core.numbering import MAX_RAW, WITHHELD, _lookup, lookup
 from streams.core.reasons import Reason, RejectError
@@ -137,8 +138,10 @@ def _number_slow(value: str, detail: str, name: str, *, withheld_ok: bool) -> tu
     raise RejectError(Reason.INVALID_NUMBER, f"{name}: {detail}")
 
 
-def normalize(raw: Mapping[str, Any], ctx: NumberingContext, *, now_ms: int, limits: Limits = DEFAULT_LIMITS) -> dict:
-    """Validate one raw SwitchCdr dict and return the canonical fields (no source fields)."""
+def normalize(raw: Mapping[str, Any], ctx: NumberingContext, *, now_ms: int, limits: Limits = DEFAULT_LIMITS,
+              account_map: AccountMap | None = None) -> dict:
+    """Validate one raw SwitchCdr dict and return the canonical fields (no source fields).
+    A record without an account code gets one from ``account_map``, or ``unmapped_account``."""
     # isinstance against an ABC costs more than the rest of the identity checks together.
     if type(raw) is not dict and not isinstance(raw, Mapping):
         raise RejectError(Reason.BAD_FIELD_TYPE, f"record must be a mapping, got {type(raw).__name__}")
@@ -171,7 +174,9 @@ def normalize(raw: Mapping[str, Any], ctx: NumberingContext, *, now_ms: int, lim
         correlation_id = _opt_str(correlation_id, "correlation_id") or call_id
     account = g("account")
     if type(account) is not _str or not account or account.isspace():
-        account = _req_str(account, "account")
+        # No account code: mapped from switch/trunk/DID/caller once the numbers are read.
+        account = _opt_str(account, "account")
+        account = account if account and not account.isspace() else None
     service_user = g("service_user")
     if type(service_user) is not _str:
         service_user = _opt_str(service_user, "service_user") or ""
@@ -283,6 +288,13 @@ def normalize(raw: Mapping[str, Any], ctx: NumberingContext, *, now_ms: int, lim
             got = _number_slow(presented, got, "presented_cli", withheld_ok=True)
         presented_cli = got[0]
 
+    if account is None:
+        account = account_map.lookup(switch_id, trunk, direction, caller_e164, called_e164) if account_map else None
+        if account is None:
+            raise RejectError(Reason.UNMAPPED_ACCOUNT,
+                              f"no account code, and no account_map rule matches switch {switch_id!r} trunk {trunk!r} "
+                              f"{direction} {caller_e164} -> {called_e164}")
+
     answered = billsec_s > 0 and (canon_disp == "ANSWERED" or answer_ms is not None)
 
     # Call-centre dimensions the tariff can price by (seed 001): the stage is the leg when the
@@ -331,6 +343,7 @@ def normalize_batch(
     ctx_for: Callable[[dict], NumberingContext],
     now_ms: int,
     limits: Limits = DEFAULT_LIMITS,
+    account_map: AccountMap | None = None,
 ) -> tuple[list[dict], list[tuple[int, RejectError]]]:
     """Normalise a batch. Returns (canonical dicts in input order, [(index, error)]).
 
@@ -343,7 +356,7 @@ def normalize_batch(
     append = ok.append
     for i, raw in enumerate(raws):
         try:
-            append(normalize(raw, ctx_for(raw), now_ms=now_ms, limits=limits))
+            append(normalize(raw, ctx_for(raw), now_ms=now_ms, limits=limits, account_map=account_map))
         except RejectError as exc:
             rejected.append((i, exc))
         except Exception as exc:  # noqa: BLE001 - the agent must never crash on input

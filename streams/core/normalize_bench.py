@@ -1,6 +1,6 @@
 """Throughput of :func:`streams.core.normalize.normalize_batch` on one core.
 
-    python -m streams.core.normalize_bench [--records N] [--batch B] [--cold-share F]
+    python -m streams.core.normalize_bench [--records N] [--batch B] [--cold-share F] [--path tables|library|both]
 
 The input imitates a Dutch switch estate: ~5000 subscribers behind a few switches that
 each spell numbers their own way (national, dashed, E.164, 00-prefixed, SIP URIs), called
@@ -170,7 +170,36 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--cold-share", type=float, default=0.02, help="share of calls to never-seen numbers")
     ap.add_argument("--repeat", type=int, default=3, help="timed runs (fresh records each); the median is reported")
     ap.add_argument("--no-warmup", action="store_true", help="time from an empty cache")
+    ap.add_argument(
+        "--path",
+        choices=("tables", "library", "both"),
+        default="tables",
+        help="number parsing: compiled tables (production), phonenumbers alone (the reference), or both in turn",
+    )
     args = ap.parse_args(argv)
+    if args.path == "both":
+        # Same process, same machine state: the ratio is what to quote on a noisy box.
+        out = {p: _measure(args, p) for p in ("library", "tables", "library", "tables")}
+        result = {"library": out["library"], "tables": out["tables"]}
+        result["speedup"] = round(out["tables"]["records_per_s"] / out["library"]["records_per_s"], 2)
+        print(json.dumps(result))
+        return result
+    result = _measure(args, args.path)
+    print(json.dumps(result))
+    return result
+
+
+def _measure(args, path: str) -> dict:
+    original = numbering._parse_intl
+    if path == "library":
+        numbering._parse_intl = numbering._parse_intl_library
+    try:
+        return _measure_path(args, path)
+    finally:
+        numbering._parse_intl = original
+
+
+def _measure_path(args, path: str) -> dict:
 
     pinned = _pin_one_core()
     directory = SourceDirectory.from_dict({"default": {"country": "NL"}})
@@ -200,8 +229,9 @@ def main(argv: list[str] | None = None) -> dict:
         "cache_entries": after.currsize,
         "warmup": not args.no_warmup,
         "core": pinned,
+        "path": path,
+        "cold_share": args.cold_share,
     }
-    print(json.dumps(result))
     return result
 
 

@@ -1,31 +1,36 @@
-"""Partial records of long calls: the billing decision and the helpers around it.
+"""Partial records of long calls: how they are priced, and the helpers around them.
 
 Switches cut long calls into partial records (3GPP TS 32.298 partial records with a record
-sequence number 1..n, the last one final; interim records of IP switches). cdrflow
-**rates partials as deltas**: every partial is its own billable item covering only its own
-time slice ``[start_ms, end_ms]`` with its own ``billsec_s``. Why:
+sequence number 1..n, the last one final; interim records of IP switches). Each partial is
+its own billable item, so spend limits and barring trip *during* a long call, no state holds
+open calls, and partials may arrive in any order; the CDR key includes ``partial_seq``, so a
+re-sent partial is a duplicate and the others are not.
 
-* spend limits and barring must trip *during* a long call - waiting for the final record
-  of a 10-hour call would let it run past any credit limit;
-* no state has to hold open calls until their last partial arrives (it may never arrive);
-* partials may arrive out of order: a slice's price never depends on another slice, so
-  order does not matter;
-* a re-sent partial is a duplicate, the others are not: the CDR key is
-  hash(switch, call id, leg, **partial_seq**), so the charge stage's key dedup catches
-  exactly the repeats.
+**A partial is priced as its slice of the whole call** (:func:`rate_slice`): slice k costs
+``price(call up to the end of slice k) - price(call up to its start)``. The connect fee,
+minimum duration, free seconds, first-interval and increment rounding, maximum cost and
+time-of-day split therefore apply to the *call*, and the charges of all partials add up to
+the charge of the unsplit call exactly (they telescope; tests/unit/test_partials_pricing.py
+proves it with hypothesis over the rating rules). Pricing a slice as if it were a call of
+its own overcharged: three partials of one 1,360 s call cost 1.37 + 1.37 + 0.29 = 3.03 where
+the call costs 2.81.
 
-The cost of the choice: per-call rounding (minimum charge, first-interval rounding) applies
-per slice. Tariffs with per-call connection fees should charge them on ``partial_seq <= 1``
-only - the :func:`bills_connection` helper says when.
+What a partial record must carry for this (streams/formats/ts32298.py writes it so):
+``answer_ms`` = the call's answer time (the same on every partial), ``end_ms`` = the end of
+the slice, ``billsec_s`` = the slice's billable seconds, and ``start_ms`` = the call's start.
+The seconds before the slice are then ``(end_ms - answer_ms) / 1000 - billsec_s``, known from
+the partial alone - no state, any order.
 
 :func:`merge` reconstructs the whole call (for itemised bills and reports) and
 :func:`missing` finds gaps; neither is on the rating path.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
-__all__ = ["is_partial", "bills_connection", "dedupe", "missing", "is_complete", "merge"]
+__all__ = ["is_partial", "bills_connection", "seconds_before", "rate_slice", "dedupe", "missing", "is_complete",
+           "merge"]
 
 
 def is_partial(cdr: dict) -> bool:
@@ -35,6 +40,37 @@ def is_partial(cdr: dict) -> bool:
 def bills_connection(cdr: dict) -> bool:
     """True for the item that carries per-call charges: a complete record or the first partial."""
     return int(cdr.get("partial_seq") or 0) <= 1
+
+
+def seconds_before(cdr: Mapping[str, Any]) -> int:
+    """Billable seconds of the call before this partial's slice (0 for the first partial or a
+    complete record): end of the slice minus the call's answer, minus the slice itself."""
+    if int(cdr.get("partial_seq") or 0) <= 1 or cdr.get("answer_ms") is None:
+        return 0
+    talk_to_end = (int(cdr["end_ms"]) - int(cdr["answer_ms"]) + 500) // 1000
+    return max(0, talk_to_end - int(cdr.get("billsec_s") or 0))
+
+
+def rate_slice(rate: Callable[[Mapping[str, Any], str], Any], cdr: Mapping[str, Any], plan: str) -> Any:
+    """Price a partial as its slice of the whole call; a complete record is priced as it is.
+
+    ``rate(cdr, plan)`` prices a whole call and returns a ``Rating``. The result is that
+    Rating with its money and charged seconds replaced by the difference of the call priced
+    up to the end of the slice and up to its start."""
+    if int(cdr.get("partial_seq") or 0) <= 0:
+        return rate(cdr, plan)
+    billsec = int(cdr.get("billsec_s") or 0)
+    before = seconds_before(cdr)
+    upto = before + billsec
+    whole = {**cdr, "partial_seq": 0, "billsec_s": upto, "duration_s": max(int(cdr.get("duration_s") or 0), upto),
+             "answered": bool(cdr.get("answered")) or before > 0}
+    end = rate(whole, plan)
+    if before == 0:
+        return end  # the first slice carries the call's connect fee, minimum and first interval
+    start = rate({**whole, "billsec_s": before, "duration_s": before, "answered": True}, plan)
+    return end._replace(cost_nanos=end.cost_nanos - start.cost_nanos, cost_micros=end.cost_micros - start.cost_micros,
+                        charged_s=end.charged_s - start.charged_s,
+                        connect_fee_micros=end.connect_fee_micros - start.connect_fee_micros, spans=())
 
 
 def dedupe(cdrs: Iterable[dict]) -> list[dict]:
@@ -67,9 +103,9 @@ def is_complete(cdrs: Iterable[dict]) -> bool:
 
 
 def merge(cdrs: Iterable[dict]) -> dict:
-    """One call from its partials (deduplicated, any order): start of the first slice, end of
-    the last, summed durations and billable seconds, the first answer time. ``complete``
-    tells whether every partial and the final one were seen."""
+    """One call from its partials (deduplicated, any order): the earliest start, the latest
+    end, the duration between them, summed billable seconds, the first answer time.
+    ``complete`` tells whether every partial and the final one were seen."""
     parts = dedupe(cdrs)
     if not parts:
         raise ValueError("no records to merge")
@@ -80,7 +116,8 @@ def merge(cdrs: Iterable[dict]) -> dict:
         "start_ms": min(c["start_ms"] for c in parts),
         "end_ms": max(c["end_ms"] for c in parts),
         "answer_ms": min(answers) if answers else None,
-        "duration_s": sum(int(c["duration_s"]) for c in parts),
+        # from the span, not a sum: a partial's start_ms is the call's start (see the module doc)
+        "duration_s": (max(c["end_ms"] for c in parts) - min(c["start_ms"] for c in parts)) // 1000,
         "billsec_s": sum(int(c["billsec_s"]) for c in parts),
         "partials": [int(c.get("partial_seq") or 0) for c in parts],
         "complete": is_complete(parts),

@@ -59,3 +59,48 @@ def period_bounds(label: str, tz: str) -> tuple[int, int]:
 def is_later(a: str, b: str) -> bool:
     """True when period label ``a`` is after ``b`` (labels of one kind sort chronologically)."""
     return a > b
+
+
+# --- closed financial periods ----------------------------------------------------------------
+#
+# The same rules as sinks/clickhouse/periods.py (which keeps the decisions and their log for
+# accountants): the newest decision naming the account or every account ("*") applies; a CDR is
+# locked when its period is closed, or partially closed and the CDR started before the instant.
+# The charge stage needs them too: a late CDR of a locked period is booked in the account's open
+# period instead (credit.late_in_closed_period), so a closed period's total never moves.
+
+ALL_ACCOUNTS = "*"
+OPEN, CLOSED, PARTIAL = "open", "closed", "partial"
+
+
+class ClosedPeriods:
+    """Financial-period decisions as the workers follow them (``financial.periods``)."""
+
+    def __init__(self) -> None:
+        self._by: dict[tuple[str, str], tuple[int, str, int]] = {}   # (period, account) -> (version, status, until)
+
+    def apply(self, decision: dict) -> None:
+        """One decision ``{account, period, status, closed_until_ms, version}``; older versions
+        than the one held are ignored (a compacted topic may replay them)."""
+        key = (decision["period"], decision["account"])
+        new = (int(decision["version"]), decision["status"], int(decision.get("closed_until_ms") or 0))
+        if decision["status"] not in (OPEN, CLOSED, PARTIAL):
+            raise ValueError(f"unknown period status {decision['status']!r}")
+        old = self._by.get(key)
+        if old is None or new[0] >= old[0]:
+            self._by[key] = new
+
+    def locked(self, account: str, period: str, start_ms: int) -> bool:
+        own = self._by.get((period, account))
+        every = self._by.get((period, ALL_ACCOUNTS))
+        # Newest wins; on equal versions the account's own decision is the more specific one.
+        cands = [(d[0], name != ALL_ACCOUNTS, d) for name, d in ((account, own), (ALL_ACCOUNTS, every)) if d]
+        if not cands:
+            return False
+        _v, _own, (_ver, status, until) = max(cands)
+        if status == CLOSED:
+            return True
+        return status == PARTIAL and start_ms < until
+
+    def __len__(self) -> int:
+        return len(self._by)

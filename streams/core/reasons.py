@@ -21,14 +21,16 @@ class Reason(str, Enum):
     END_BEFORE_START = "end_before_start"
     TIME_OUT_OF_RANGE = "time_out_of_range"  # far future or far past
     UNKNOWN_ACCOUNT = "unknown_account"      # account not provisioned (recyclable once it is)
+    UNMAPPED_ACCOUNT = "unmapped_account"    # no account code and no account_map rule matches (recyclable)
     OVERSIZE = "oversize"                    # message larger than the configured maximum
+    OVERSIZE_FIELD = "oversize_field"        # one string field longer than the configured maximum
     ARRAY_BOMB = "array_bomb"                # container or array claims more items than allowed
     NO_TARIFF = "no_tariff"                  # no tariff plan or destination matches (recyclable)
     UNSUPPORTED_FORMAT = "unsupported_format"
 
 
 # Codes whose cause can be fixed by an operator, so `cdrflow recycle` re-publishes them by default.
-RECYCLABLE = frozenset({Reason.UNKNOWN_ACCOUNT, Reason.NO_TARIFF})
+RECYCLABLE = frozenset({Reason.UNKNOWN_ACCOUNT, Reason.UNMAPPED_ACCOUNT, Reason.NO_TARIFF})
 
 HINTS: dict[Reason, str] = {
     Reason.BAD_MAGIC: "the producer must use the Confluent wire format (magic byte 0 + schema id) or an Avro object container",
@@ -42,7 +44,10 @@ HINTS: dict[Reason, str] = {
     Reason.END_BEFORE_START: "the call ends before it starts; check the switch clock and time zone",
     Reason.TIME_OUT_OF_RANGE: "the call time is outside the accepted window; check the switch clock",
     Reason.UNKNOWN_ACCOUNT: "provision the account (cdrflow account create), then run cdrflow recycle",
+    Reason.UNMAPPED_ACCOUNT: "add an account_map rule (switch, trunk, DID or caller range) to the sources file, "
+                             "restart the workers, then run cdrflow recycle",
     Reason.OVERSIZE: "split the batch into smaller messages",
+    Reason.OVERSIZE_FIELD: "a switch field is longer than CDRFLOW_MAX_FIELD_CHARS; fix the switch export or raise the limit",
     Reason.ARRAY_BOMB: "the batch claims more records than allowed; split it",
     Reason.NO_TARIFF: "add the destination or plan to the tariff, then run cdrflow recycle",
     Reason.UNSUPPORTED_FORMAT: "publish a supported record type",

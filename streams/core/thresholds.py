@@ -149,34 +149,44 @@ def user_spend(state: dict, user: str, period: str) -> int:
 # --- account-level (partner) notifications --------------------------------------------------
 
 def notification_from_barring(event: dict) -> dict | None:
-    """The partner notification for a barring transition, or None.
+    """The most severe partner notification for a barring transition, or None (see
+    :func:`notifications_for_barring`, which gives every notice a transition owes)."""
+    notes = notifications_for_barring(event)
+    return notes[-1] if notes else None
+
+
+def notifications_for_barring(event: dict) -> list[dict]:
+    """The partner notifications a barring transition owes, least severe first.
 
     * into ``low_credit`` from ``normal`` (spend reached the soft limit, or a lowered credit
       put it there)          -> ``soft_limit``;
     * into ``blocked`` because spend reached the credit (not a partner's forced profile)
-                             -> ``hard_limit``.
-    Relief transitions (unbar, raised credit, period reset) and forced profiles notify nothing.
+                             -> ``hard_limit``, preceded by ``soft_limit`` when the account came
+      straight from ``normal`` (one large call can cross both limits: the partner still gets the
+      soft-limit notice, which is what bill-shock prevention promises);
+    Relief transitions (unbar, raised credit, period reset), forced profiles and the correction
+    of a late CDR in a closed period notify nothing.
     The id includes the transition's ``seq``: a limit reached again after the partner raised the
     credit is a new notification, a replayed event gives the same id."""
     new, old, reason = event["new_profile"], event["old_profile"], event["reason"]
-    if reason in ("profile_set", "unbar", "period_reset"):
-        return None
+    if reason in ("profile_set", "unbar", "period_reset", credit.LATE_CLOSED):
+        return []
+    kinds = []
+    if old == P.NORMAL and (new == P.LOW_CREDIT or
+                            (new == P.BLOCKED and event["spend_micros"] >= event["soft_limit_micros"])):
+        kinds.append((SOFT_LIMIT, event["soft_limit_micros"]))
     if new == P.BLOCKED and event["spend_micros"] >= event["credit_micros"]:
-        kind, limit = HARD_LIMIT, event["credit_micros"]
-    elif new == P.LOW_CREDIT and old == P.NORMAL:
-        kind, limit = SOFT_LIMIT, event["soft_limit_micros"]
-    else:
-        return None
-    return {
+        kinds.append((HARD_LIMIT, event["credit_micros"]))
+    return [{
         "notification_id": f"{event['account']}:*:{event['period']}:{kind}:{event['seq']}",
         "account": event["account"], "service_user": "", "period": event["period"], "kind": kind,
         "spend_micros": event["spend_micros"], "threshold_micros": limit, "at_ms": event["at_ms"],
         "cause_cdr_key": event.get("cause_cdr_key"), "correction": bool(event.get("correction")),
-    }
+    } for kind, limit in kinds]
 
 
 def notifications_from_barring(events: list[dict]) -> list[dict]:
-    return [n for n in map(notification_from_barring, events) if n is not None]
+    return [n for ev in events for n in notifications_for_barring(ev)]
 
 
 # --- integration helpers for the charge stage -----------------------------------------------
@@ -205,13 +215,16 @@ def apply_account_command(state: dict | None, cmd: dict, now_ms: int) -> tuple[d
 
 
 def apply_cdr_charge(state: dict, *, period: str, start_ms: int, service_user: str, cost_micros: int,
-                     at_ms: int, cause_key: str, cause_ingest_ms: int | None = None
-                     ) -> tuple[list[dict], list[dict]]:
+                     at_ms: int, cause_key: str, cause_ingest_ms: int | None = None,
+                     late_of: str | None = None) -> tuple[list[dict], list[dict]]:
     """``credit.apply_charge`` plus the user's monthly thresholds and partner notifications.
 
     Returns ``(barring_events, notifications)``; the notifications are also remembered in the
-    state for :func:`redelivered`."""
+    state for :func:`redelivered`. ``late_of``: the closed financial period the CDR belongs to
+    when ``period`` is the open one it is booked in instead (a correction event is added)."""
     events = credit.apply_charge(state, period, cost_micros, at_ms, cause_key, cause_ingest_ms)
+    if late_of is not None:
+        events.append(credit.late_closed_event(state, late_of, at_ms, cause_key, cause_ingest_ms))
     cfg = credit.config(state)
     notes = notifications_from_barring(events)
     notes += apply_user_charge(

@@ -8,7 +8,7 @@ Raw record types (Avro, schemas/cdr.v1.<Name>.avsc, pinned ids in schemas/regist
 =========================  ==  ==========================================================
 cdr.v1.SwitchCdr            1  generic; passes through unchanged
 cdr.v1.AsteriskCdr         10  Master.csv line (local time strings in the switch zone)
-cdr.v1.FreeswitchCdr       11  mod_json_cdr variables (epoch seconds)
+cdr.v1.FreeswitchCdr       11  mod_json_cdr variables (epoch seconds) or mod_cdr_csv (local stamps)
 cdr.v1.KamailioCdr         12  acc / dialog CDR (db_text, JSON, syslog key=value)
 cdr.v1.Ts32298VoiceRecord  13  3GPP MO/MT call record, partial records of long calls
 cdr.v1.SwitchBatch         14  array of any of the above (mixed types allowed)
@@ -47,6 +47,7 @@ _MARKERS = (("call_id", SWITCH_CDR), ("uniqueid", ASTERISK), ("destination_numbe
 FILE_FORMATS: dict[str, tuple[str, Callable[[bytes], Iterator[Parsed]]]] = {
     "asterisk-csv": (ASTERISK, lambda data: asterisk.parse_lines(data.splitlines())),
     "freeswitch-json": (FREESWITCH, freeswitch.parse_text),
+    "freeswitch-csv": (FREESWITCH, freeswitch.parse_csv),
     "kamailio-acc": (KAMAILIO, kamailio.parse_text),
 }
 
@@ -73,12 +74,17 @@ def to_switch_cdr(name: str, rec: dict, ctx_for: CtxFor) -> dict:
         raise RejectError(Reason.BAD_FIELD_TYPE, f"{name} record does not map: {type(exc).__name__}: {str(exc)[:160]}") from None
 
 
-def parse_file(fmt: str, path: str | Path, switch_id: str) -> Iterator[Parsed]:
-    """Parse a switch file; every record gets ``switch_id`` (the file does not carry it)."""
+def parse_file(fmt: str, path: str | Path, switch_id: str, layout: asterisk.CustomLayout | None = None) -> Iterator[Parsed]:
+    """Parse a switch file; every record gets ``switch_id`` (the file does not carry it).
+    ``layout`` (asterisk-csv only) gives the columns of a cdr_custom file."""
     try:
         _, parser = FILE_FORMATS[fmt]
     except KeyError:
         raise ValueError(f"unknown format {fmt!r}; one of {sorted(FILE_FORMATS)}") from None
+    if layout is not None:
+        if fmt != "asterisk-csv":
+            raise ValueError(f"a layout file applies to asterisk-csv, not {fmt}")
+        parser = lambda data: asterisk.parse_lines(data.splitlines(), layout)  # noqa: E731
     data = Path(path).read_bytes()
     for p in parser(data):
         if p.record is not None:

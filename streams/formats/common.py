@@ -28,6 +28,9 @@ class Parsed:
     raw: bytes
     record: dict | None = None
     error: RejectError | None = None
+    # The file is damaged here and nothing after this point could be read (a truncated or
+    # corrupt container, JSON nested too deep to find where it ends): ``error`` says where.
+    fatal: bool = False
 
 
 @lru_cache(maxsize=64)

@@ -1,13 +1,15 @@
 """3GPP TS 32.298-style circuit-switched voice records -> SwitchCdr.
 
 Long calls produce *partial records* (``record_sequence_number`` 1..n, ``cause_for_term``
-partialRecord on all but the last). cdrflow rates partials **as deltas** (see
-streams/core/partials.py): each partial is a billable item covering only its own time slice,
-so spend limits trip while a long call is still running. Hence:
+partialRecord on all but the last). Each partial is a billable item priced as its slice of
+the whole call (streams/core/partials.py ``rate_slice``), so spend limits trip while a long
+call is still running and the partials add up to the price of the unsplit call. Hence:
 
-* the first partial (or a complete record) starts at ``seizure_time``; a later partial
-  starts ``call_duration`` seconds before its ``release_time`` (the end of its slice) and is
-  answered throughout, so its whole slice is billable;
+* every record starts at the call's ``seizure_time`` and is answered at the call's
+  ``answer_time`` (a partial repeats both); ``end_ms`` is its ``release_time`` (the end of
+  its slice) and ``billsec_s`` its ``call_duration`` (the slice's seconds), so the seconds
+  before the slice are ``end - answer - billsec``. A continuation without an
+  ``answer_time`` is taken as answered at the start of its slice;
 * ``partial_seq`` = ``record_sequence_number`` (0 for a complete record) is part of the CDR
   key, so a re-sent partial is a duplicate while the other partials are not;
 * ``call_reference`` is the call id and the correlation id shared by all partials.
@@ -46,14 +48,14 @@ def to_switch_cdr(rec: dict, ctx_for: CtxFor) -> dict:
     release = ts32298_to_ms(rec.get("release_time"), "release_time")
     ans = rec.get("answer_time")
     answer = ts32298_to_ms(ans, "answer_time") if ans else None
+    start = seizure
+    duration = max(0, (release - seizure) // 1000)
     if seq > 1:
-        # A continuation slice: answered from its first to its last second.
-        start = release - dur * 1000
-        answer = start
-        duration, billsec = dur, dur
+        # A continuation slice: the call was answered before it and talks throughout it.
+        if answer is None:
+            answer = release - dur * 1000
+        billsec = dur
     else:
-        start = seizure
-        duration = max(0, (release - seizure) // 1000)
         billsec = dur if answer is not None and cause != UNSUCCESSFUL else 0
     msisdn = _intl(rec.get("served_msisdn") or "")
     mo = rtype == "moCallRecord"

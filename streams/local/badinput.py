@@ -28,7 +28,7 @@ def corpus(template: dict, now_ms: int, oversize_bytes: int | None = None) -> li
         (Reason.UNKNOWN_SCHEMA, struct.pack(">bI", 0, 9999) + good[5:]),
         (Reason.UNDECODABLE, good[: len(good) // 2]),
         (Reason.TRAILING_BYTES, good + b"\x00\x01"),
-        (Reason.MISSING_FIELD, variant(1, account="")),
+        (Reason.UNMAPPED_ACCOUNT, variant(1, account="")),   # no code, no account_map rule
         (Reason.INVALID_NUMBER, variant(2, called="not-a-number")),
         (Reason.BAD_DURATION, variant(3, duration_s=-5)),
         # Three days on one call: longer than any real call the limits accept.

@@ -5,7 +5,7 @@ import logging
 import time
 from pathlib import Path
 
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
 
 from streams import topics
 from streams.local.procs import Child, free_port, spawn, wait_port
@@ -48,23 +48,12 @@ def _wait_metadata(bootstrap: str, timeout_s: float = 30) -> None:
 
 
 def create_topics(client_conf: dict, partitions: int, raw_partitions: int, app_id: str = "cdrflow") -> list[str]:
-    """Create every topic the pipeline uses (idempotent). Returns the names."""
-    admin = AdminClient(client_conf)
-    existing = set(admin.list_topics(timeout=10).topics)
-    specs = []
-    for spec in topics.SPECS:
-        if spec.name in existing:
-            continue
-        cfg = {"cleanup.policy": "compact"} if spec.compacted else {}
-        specs.append(NewTopic(spec.name, topics.partitions_for(spec, partitions, raw_partitions), 1, config=cfg))
-    changelog = topics.changelog_topic(app_id)
-    if changelog not in existing:
-        specs.append(NewTopic(changelog, partitions, 1, config={"cleanup.policy": "compact"}))
-    if specs:
-        for name, fut in admin.create_topics(specs, request_timeout=15).items():
-            try:
-                fut.result()
-            except Exception as exc:
-                if "exist" not in str(exc).lower():
-                    raise
-    return [s.name for s in topics.SPECS] + [changelog]
+    """Create every topic the pipeline uses, as ``cdrflow topics apply`` does (idempotent).
+    Returns the names."""
+    from streams import topic_admin
+
+    plans = topics.plan(partitions, raw_partitions, app_id=app_id)
+    report = topic_admin.apply(client_conf, plans)
+    if not report.ok:
+        raise RuntimeError("topics do not match streams/topics.py: " + "; ".join(report.problems))
+    return [p.name for p in plans]

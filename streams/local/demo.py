@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
@@ -42,6 +43,8 @@ class DemoOptions:
     report: bool = True
     bootstrap: str | None = None       # external Kafka instead of tansu
     clickhouse: str | None = None      # clickhouse:// URL instead of chdb
+    portal_port: int = 0               # >0: the sink serves the self-care portal there, with a demo login
+    hold: Callable[[dict], None] | None = None   # called with the summary before the stack stops (--stay)
 
 
 def kafka_rated_total(client_conf: dict, expect_keys: int, timeout_s: float = 60) -> tuple[int, int]:
@@ -74,7 +77,9 @@ def run_demo(opts: DemoOptions, progress=None) -> dict:
     t0 = time.monotonic()
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     workdir = opts.workdir or Path("var") / "runs" / stamp
-    stack = LocalStack(workdir, workers=opts.workers, bootstrap=opts.bootstrap, clickhouse=opts.clickhouse)
+    users_file = workdir / "portal" / "users.json"    # the demo's own store: the operator's is left alone
+    stack = LocalStack(workdir, workers=opts.workers, bootstrap=opts.bootstrap, clickhouse=opts.clickhouse,
+                       portal_port=opts.portal_port, extra_env={"CDRFLOW_PORTAL_USERS_FILE": str(users_file)})
     step = progress or (lambda *a, **k: None)
     summary: dict = {}
     try:
@@ -87,6 +92,15 @@ def run_demo(opts: DemoOptions, progress=None) -> dict:
         now = utc_now_ms()
         step(f"provisioning {len(accounts)} accounts")
         stack.provision(pub, accounts, now)
+        if opts.portal_port:
+            from streams.portal.embedded import DEMO_USER, demo_login
+
+            granted = [a.account for a in accounts[:2]]
+            password = demo_login(users_file, granted)
+            summary["portal"] = f"http://127.0.0.1:{opts.portal_port}/"
+            # Printed once, never in the summary (which --json prints and logs may keep).
+            step(f"portal: {summary['portal']} (accounts {', '.join(granted)})")
+            step(f"portal login: {DEMO_USER} / {password}")
 
         gen = CdrGenerator(accounts, now, seed=opts.seed + 1)
         records = gen.take(opts.cdrs)
@@ -122,9 +136,8 @@ def run_demo(opts: DemoOptions, progress=None) -> dict:
                 worker_counts[k] = worker_counts.get(k, 0) + v
         step("independent check: summing rated records read back from Kafka")
         kafka_keys, kafka_total = kafka_rated_total(stack.client_conf, status["landed"].get("cdr_rated", 0))
-        stack.stop()
         landed_counts = status["landed"]
-        summary = {
+        summary = {**summary,
             "published": published,
             "published_messages": messages + len(dups) + len(bad),
             "duplicates_resent": len(dups),
@@ -142,6 +155,9 @@ def run_demo(opts: DemoOptions, progress=None) -> dict:
             "mode": opts.mode,
             "workdir": str(workdir),
         }
+        if opts.hold is not None:
+            opts.hold(summary)      # the stack (and the portal) stay up until it returns
+        stack.stop()
         if opts.report:
             step("writing the HTML report")
             summary["report"] = str(write_report(stack, workdir, summary))

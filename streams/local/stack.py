@@ -30,6 +30,7 @@ class LocalStack:
     extra_env: dict = field(default_factory=dict)
     children: dict[str, Child] = field(default_factory=dict)
     sink_status_port: int = 0
+    portal_port: int = 0                   # >0: the sink also serves the self-care portal here (shares chdb)
     worker_ports: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -76,12 +77,25 @@ class LocalStack:
         self.worker_ports[name] = port
         return child
 
+    def start_webhooks(self, partners_file: Path, *extra: str) -> Child:
+        """``cdrflow notifications deliver --keep-trying`` (what ``cdrflow up`` starts when
+        CDRFLOW_WEBHOOKS_FILE is set): partner webhooks from account.notifications."""
+        # Not `-m streams.cli.main`: that would load the CLI module twice (as __main__ too).
+        main = "import sys; from streams.cli.main import main; sys.exit(main())"
+        child = spawn("webhooks", [sys.executable, "-c", main, "notifications", "deliver", "--keep-trying",
+                                   "--webhooks", str(partners_file), *extra], self.log_dir, self.env())
+        self.children["webhooks"] = child
+        return child
+
     def start_sink(self) -> Child:
         self.sink_status_port = free_port()
-        env = {**self.env(), "CDRFLOW_SINK_STATUS_PORT": str(self.sink_status_port)}
+        env = {**self.env(), "CDRFLOW_SINK_STATUS_PORT": str(self.sink_status_port),
+               "CDRFLOW_SINK_PORTAL_PORT": str(self.portal_port)}
         child = spawn("sink", [sys.executable, "-m", "sinks"], self.log_dir, env)
         self.children["sink"] = child
         wait_port(self.sink_status_port, 60, child)
+        if self.portal_port:
+            wait_port(self.portal_port, 30, child)
         return child
 
     def wait_workers_ready(self, timeout_s: float = 90) -> None:

@@ -36,6 +36,12 @@ def test_bench_tiny(mode):
         assert _num(r[key]), (key, r[key])
     assert r["end_to_end_cdrs_per_s"] > 0 and r["raw_limit_cdrs_per_s"] > 0
     assert r["landed_rated"] + r["landed_rejected"] == 2000
+    # Progress came from the sink's counters; FINAL verified the distinct rows once at the end.
+    assert r["status_poll"]["endpoint"] == "/counters"
+    assert r["final_verify"]["distinct_rows"] == 2000 and r["final_verify"]["counted_rows"] >= 2000
+    cpu = r["cpu_flood"]
+    for key in ("worker_cpu_us_per_cdr", "sink_cpu_us_per_row", "raw_decode_us_per_cdr", "worker_cpu_x_raw"):
+        assert _num(cpu[key]), (key, cpu[key])
     assert r["raw_limit"]["cdrs"] == 2000
     lat = r["barring_latency_ms"]
     assert set(lat) >= {"p50", "p99", "n"} and isinstance(lat["n"], int)

@@ -176,7 +176,10 @@ def test_soft_hard_raise_unbar_and_duplicates(env):
     assert (evs[4]["new_profile"], evs[4]["reason"]) == ("low_credit", "unbar")
     send(pub, cdrs=[c, b])                              # b again: a duplicate; c is new
     wait_until(lambda: latest_states(stack.client_conf)["CC-R"]["spend_micros"] == 3 * ca, 60, what="spend 3x")
-    assert len(events_of(stack, "CC-R")) == 5           # unbarred: no new block this period
+    # The unbar lasted until spend grew past 2*ca (its spend at unbar): c blocks again.
+    evs = wait_events(stack, "CC-R", 6)
+    assert (evs[5]["old_profile"], evs[5]["new_profile"], evs[5]["reason"]) == ("low_credit", "blocked", "hard_limit")
+    assert evs[5]["spend_micros"] == 3 * ca and len(events_of(stack, "CC-R")) == 6
 
 
 def test_service_user_thresholds_notify_once_each(env):
@@ -196,3 +199,57 @@ def test_service_user_thresholds_notify_once_each(env):
     wait_until(lambda: len(got.update(notes()) or got) >= 2, 90, 0.3, what="two user notifications")
     kinds = sorted((n["service_user"], n["kind"], n["spend_micros"], n["threshold_micros"]) for n in got.values())
     assert kinds == [("ext1", "user_threshold_1", 2 * one, one + 1), ("ext1", "user_threshold_2", 3 * one, 2 * one + 1)]
+
+
+def test_account_cli_waits_for_the_outcome_and_fails_on_refusal(env, capsys):
+    """Issue 10 hole 9: `cdrflow account raise-credit NOPE 5` printed "sent" and exited 0."""
+    from streams.cli.main import main
+
+    stack, pub = env
+    boot = ["--bootstrap", stack.client_conf["bootstrap.servers"]]
+    assert main(["account", "raise-credit", "NOPE-CLI", "5", *boot]) == 1
+    err = capsys.readouterr().err
+    assert "refused: raise_credit for NOPE-CLI: unknown_account" in err
+    assert main(["account", "create", "CC-CLI", "--credit", "1.00", *boot]) == 0
+    assert main(["account", "raise-credit", "CC-CLI", "0.50", "--json", *boot]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    import json
+    reply = json.loads(out[-1])
+    assert reply["outcome"] == "applied" and reply["state"]["credit_micros"] == 1_500_000
+    assert main(["account", "set-profile", "CC-CLI", "blocked", *boot]) == 0
+    assert "applied: set_profile for CC-CLI: profile blocked" in capsys.readouterr().out
+
+
+def test_late_cdr_of_a_closed_period_is_booked_in_the_open_one(env):
+    """Issue 10 hole 7: after `periods close`, a late CDR moved the closed month's total."""
+    from streams import codecs
+    from streams.core.periods import period_of
+    from streams.periods_feed import publish
+
+    stack, pub = env
+    start = local_ms(last_month_start() - timedelta(days=2))           # last month, Amsterdam time
+    closed = period_of(start, "Europe/Amsterdam", "monthly")
+    current = period_of(NOW, "Europe/Amsterdam", "monthly")
+    late = cdr("CC-LATE", "late1", start, billsec=120)
+    send(pub, commands=[provision("CC-LATE", 100 * cost(late), issued_ms=start - 86_400_000)])
+    wait_until(lambda: "CC-LATE" in latest_states(stack.client_conf), 60, what="provisioning")
+    before = dict(stack.worker_stats(next(iter(stack.worker_ports)))).get("period_decisions", 0)
+    publish(stack.client_conf, {"account": "CC-LATE", "period": closed, "status": "closed",
+                                "closed_until_ms": 0, "version": 1})
+    wait_until(lambda: stack.worker_stats(next(iter(stack.worker_ports))).get("period_decisions", 0) > before,
+               60, 0.3, what="the worker to learn the close")
+    send(pub, cdrs=[late])
+
+    def rated():
+        out = []
+        for _p, _o, _k, name, rec in read_topic(stack.client_conf, topics.RATED, idle_s=1.0):
+            out += [r for r in (rec["records"] if name == codecs.RATED_BATCH else [rec]) if r["account"] == "CC-LATE"]
+        return out
+    got: list = []
+    wait_until(lambda: bool(got.extend(rated()) or got), 60, 0.3, what="the late CDR rated")
+    assert {r["period"] for r in got} == {current}                    # not the closed month
+    evs = wait_events(stack, "CC-LATE", 1)
+    assert [(e["period"], e["reason"], e["correction"]) for e in evs] == [(closed, "late_cdr_closed_period", True)]
+    wait_until(lambda: latest_states(stack.client_conf)["CC-LATE"]["spend_micros"] == cost(late), 60,
+               what="spend in the open month")
+    assert latest_states(stack.client_conf)["CC-LATE"]["period"] == current

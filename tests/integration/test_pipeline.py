@@ -129,42 +129,6 @@ def test_demo_command_twice_in_a_row(tmp_path):
         assert Path(s["report"]).read_text().count("<svg") >= 2
 
 
-def test_authorize_endpoint_on_the_owning_worker(stack):
-    import httpx
-
-    from streams.core.money import parse_money
-
-    pub = Publisher(stack.client_conf)
-    now = utc_now_ms()
-    cmd = {"command_id": "auth-1", "account": "AUTH1", "action": "provision", "credit_micros": parse_money("1.20"),
-           "profile": None, "timezone": "Europe/Amsterdam", "period_kind": "monthly", "soft_limit_pct": 80,
-           "tariff_plan": "default", "always_allowed": ["112"], "issued_ms": now}
-    pub.commands([cmd])
-    pub.flush()
-    port = stack.worker_ports["worker-1"]
-    url = f"http://127.0.0.1:{port}"
-
-    def ask(dest):
-        return httpx.get(f"{url}/authorize", params={"account": "AUTH1", "destination": dest}, timeout=10)
-
-    # 112 is always allowed and reserves nothing, so probing with it leaves the credit untouched.
-    wait_until(lambda: ask("112").status_code == 200, 60, what="the account to be known")
-    first = ask("0612345678").json()                     # NL mobile
-    assert first["allowed"] and first["reservation"]
-    rate = first["rate_micros_per_min"]
-    assert first["max_duration_s"] == min(parse_money("1.20") * 60 // rate, 4 * 3600)
-    second = ask("0612345678").json()                    # the first call's reservation holds the credit
-    assert not second["allowed"] and second["reason"] == "no_credit_left"
-    end = httpx.get(f"{url}/call-end", params={"account": "AUTH1", "reservation": first["reservation"],
-                                                "duration": 60}, timeout=10).json()
-    assert end["held_micros"] == rate                    # one minute at the per-minute rate
-    third = ask("0612345678").json()
-    assert third["allowed"] and third["max_duration_s"] == (parse_money("1.20") - rate) * 60 // rate
-    assert ask("112").json()["reason"] == "always_allowed"
-    r = httpx.get(f"{url}/authorize", params={"account": "NOBODY", "destination": "0201234567"}, timeout=10)
-    assert r.status_code == 404 and r.json()["reason"] == "unknown_account"
-
-
 def test_demo_lands_in_a_real_clickhouse_server(tmp_path, clickhouse_url):
     """The same landing code against Debian's clickhouse-server over the native protocol."""
     from streams.local.demo import DemoOptions, run_demo

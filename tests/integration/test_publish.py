@@ -68,7 +68,7 @@ def test_publish_consume_normalise_recycle(broker):
     res = Normalizer(8, SOURCES).run_safe(raw, NOW)
     assert res.records_in == 22 == res.normalized + len(res.rejects)
     assert sorted(r["reason"] for r in res.rejects) == sorted(
-        ["invalid_number", "end_before_start", "missing_field", "unsupported_format", "bad_duration"])
+        ["invalid_number", "end_before_start", "unmapped_account", "unsupported_format", "bad_duration"])
 
     rejected = consume_all(broker, topics.REJECTED, 10)
     decoded = [codecs.decode(m.value)[1] for m in rejected]

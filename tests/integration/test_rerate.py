@@ -225,7 +225,7 @@ def test_cli_periods_and_rerate_on_server(native_backend, book, tmp_path, capsys
         rows.append(rated_record(c, book.rate(c, plan="std"), period, NOW))
     R.write_rows(b, rows)
     url = f"clickhouse://default:cdrflow-test@127.0.0.1:{b.port}/{b.database}"
-    assert main(["periods", "close", "--period", "2026-10", "--by", "alice", "--clickhouse", url]) == 0
+    assert main(["periods", "close", "--period", "2026-10", "--by", "alice", "--clickhouse", url, "--no-publish"]) == 0
     args = ["rerate", "--account", "B", "--from", "2026-10-01T00:00:00Z", "--to", "2026-11-01T00:00:00Z",
             "--tariff-version", "v2", "--tariff-file", str(tariff), "--no-spend", "--clickhouse", url]
     assert main(args) == 2

@@ -8,7 +8,7 @@ from streams.core import credit, thresholds
 
 SNAP = {"account": "A1", "period": "2026-11", "profile": "normal", "spend_micros": 0, "credit_micros": 10_000_000,
         "soft_limit_micros": 8_000_000, "seq": 0, "updated_ms": 1, "max_rate_micros_per_min": 800_000,
-        "allowed_destinations": ["112", "911", "999", "31800"]}
+        "allowed_destinations": ["112", "911", "999", "+31800"]}
 
 
 def event(seq, old, new, rate, reason="soft_limit", account="A1"):
@@ -16,7 +16,7 @@ def event(seq, old, new, rate, reason="soft_limit", account="A1"):
             "old_profile": old, "new_profile": new, "spend_micros": 0, "credit_micros": 10_000_000,
             "soft_limit_micros": 8_000_000, "reason": reason, "cause_cdr_key": None, "at_ms": seq,
             "cause_ingest_ms": None, "max_rate_micros_per_min": rate,
-            "allowed_destinations": ["112", "911", "999", "31800"], "correction": False}
+            "allowed_destinations": ["112", "911", "999", "+31800"], "correction": False}
 
 
 @pytest.mark.parametrize("profile,rate,dest,price,expect", [
@@ -33,6 +33,27 @@ def test_decide_rules(profile, rate, dest, price, expect):
     c = Controller()
     c.bootstrap({**SNAP, "profile": profile, "max_rate_micros_per_min": rate})
     assert c.decide("A1", dest, price) == expect
+
+
+@pytest.mark.parametrize("dest,ctx", [("+911123456789", None), ("00911123456789", None), ("+9111234567890", "US"),
+                                      ("011911123456789", "US"), ("+11234567890", None)])
+def test_blocked_account_cannot_call_abroad_through_emergency_codes(dest, ctx):
+    """Issue 10 hole 1: '911' was a plain digit prefix, so it opened India (+91 1…)."""
+    from streams.core.sources import NumberingContext
+
+    c = Controller()
+    c.bootstrap({**SNAP, "profile": "blocked", "max_rate_micros_per_min": -1})
+    args = (NumberingContext("US", "1", "011"),) if ctx else ()
+    assert c.decide("A1", dest, 0, *args) == (False, "blocked")
+
+
+def test_blocked_account_reaches_local_emergency_numbers():
+    from streams.core.sources import NumberingContext
+
+    c = Controller()
+    c.bootstrap({**SNAP, "profile": "blocked", "max_rate_micros_per_min": -1, "allowed_destinations": []})
+    assert c.decide("A1", "112", 0) == (True, "always_allowed")
+    assert c.decide("A1", "911", 0, NumberingContext("US", "1", "011")) == (True, "always_allowed")
 
 
 def test_unknown_account_gets_emergency_only():
@@ -63,7 +84,7 @@ def test_bootstrap_then_follow_and_replays_are_ignored():
 def test_follows_real_credit_events_end_to_end():
     """Events and snapshots as streams.core.credit makes them drive the controller."""
     cmd = {"account": "A1", "action": "provision", "credit_micros": 10_000_000, "timezone": "UTC",
-           "always_allowed": ["31800"]}
+           "always_allowed": ["+31800"]}
     st, _ = thresholds.apply_account_command(None, cmd, 0)
     c = Controller()
     c.bootstrap(credit.snapshot(st, 0))

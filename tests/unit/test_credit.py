@@ -108,12 +108,15 @@ def test_raise_credit_unblocks_and_lower_credit_blocks():
     assert ev["new_profile"] == "low_credit"
 
 
-def test_unbar_lifts_block_until_next_period():
+def test_unbar_lifts_block_only_until_spend_grows_past_it():
+    # Issue 10 hole 5: unbar at 11.00 / credit 10.00 used to last the rest of the period.
     st = provision()
     credit.apply_charge(st, "2026-11", 11_000_000, 0, "k")
     st, [ev] = credit.apply_command(st, {"account": "A1", "action": "unbar"}, 1)
     assert (ev["old_profile"], ev["new_profile"], ev["reason"]) == ("blocked", "low_credit", "unbar")
-    assert credit.apply_charge(st, "2026-11", 1_000_000, 2, "k2") == []      # stays unbarred this period
+    [again] = credit.apply_charge(st, "2026-11", 1_000_000, 2, "k2")          # 12.00 > 11.00 at unbar
+    assert (again["old_profile"], again["new_profile"], again["reason"]) == ("low_credit", "blocked", "hard_limit")
+    assert again["spend_micros"] == 12_000_000 and again["cause_cdr_key"] == "k2"
 
 
 def test_set_profile_restricts_but_never_lifts_a_block():

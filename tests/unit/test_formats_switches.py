@@ -85,7 +85,7 @@ def test_asterisk_bad_lines_end_as_rejects():
     assert parse_errors == {1: Reason.UNSUPPORTED_FORMAT, 2: Reason.BAD_FIELD_TYPE, 3: Reason.BAD_FIELD_TYPE,
                             4: Reason.MISSING_FIELD}
     reasons = sorted(r["reason"] for r in res.rejects)
-    assert reasons == sorted(["invalid_number", "end_before_start", "missing_field", "unsupported_format",
+    assert reasons == sorted(["invalid_number", "end_before_start", "unmapped_account", "unsupported_format",
                               "bad_duration"])
     assert [c["call_id"] for c in cdrs] == ["good.10:10"]
     assert len(parsed) == len(parse_errors) + len(res.rejects) + len(cdrs)   # every line ends somewhere
@@ -133,8 +133,12 @@ def test_ts32298_partials_rate_as_deltas():
     assert [c["partial_seq"] for c in (p1, p2, p3)] == [1, 2, 3]
     assert [c["partial_final"] for c in (p1, p2, p3)] == [False, False, True]
     assert [c["billsec_s"] for c in (p1, p2, p3)] == [1800, 1800, 600]        # each its own slice
-    assert p2["start_ms"] == p1["end_ms"] and p3["start_ms"] == p2["end_ms"]
-    assert p1["start_ms"] == utc("2025-10-08T10:00:00+00:00")
+    # every partial carries the call's start and answer; end_ms is the end of its slice, so
+    # the seconds before a slice are end - answer - billsec (partials.seconds_before)
+    assert {c["start_ms"] for c in (p1, p2, p3)} == {utc("2025-10-08T10:00:00+00:00")}
+    assert {c["answer_ms"] for c in (p1, p2, p3)} == {utc("2025-10-08T10:00:10+00:00")}
+    assert [c["end_ms"] for c in (p1, p2, p3)] == [utc("2025-10-08T10:30:10+00:00"), utc("2025-10-08T11:00:10+00:00"),
+                                                   utc("2025-10-08T11:10:10+00:00")]
     assert len({c["cdr_key"] for c in (p1, p2, p3)}) == 3 and {c["call_id"] for c in (p1, p2, p3)} == {"0a1b2c"}
     assert p1["caller_e164"] == "+31612345678" and p1["account"] == "+31612345678" and p1["trunk"] == "tg-ams"
     assert (mt["direction"], mt["caller_e164"], mt["presented_cli"], mt["called_e164"]) == (

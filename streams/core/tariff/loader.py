@@ -541,6 +541,9 @@ def _build_extras(ctx: _Ctx, node: LDict, where: str, rounding: RoundingRule) ->
 
 def build_book(raw: Any, path: str) -> TariffBook:
     """Validate a parsed tariff document (YAML shape) and build the book."""
+    if isinstance(raw, dict) and "cgrates" in raw:   # imported CGRateS plan: rated with its semantics
+        from streams.core.tariff.cgr_engine import build_cgrates_book
+        return build_cgrates_book(raw, path)
     ctx = _Ctx(path)
     if not isinstance(raw, dict) or not isinstance(raw.get("plans"), dict) or not raw["plans"]:
         ctx.fail(raw, "plans", "", "the file must have a non-empty 'plans' mapping")

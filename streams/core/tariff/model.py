@@ -151,6 +151,9 @@ class Rating(NamedTuple):
     prefix: str
     tariff_plan: str
     tariff_version: str
+    # CGRateS-rated plans: the cost breakdown, one tuple per time span
+    # (start_ms, duration_ns, rate, unit_ns, increment_ns, increments, cost_nanos); see cgr_engine.
+    spans: tuple = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,3 +237,4 @@ class Plan:
     timezone: str
     versions: list[Version]
     starts: list[int]               # effective_from_ms of versions, sorted, for bisect
+    rater: object | None = None     # callable(cdr, plan) -> Rating for CGRateS-semantics plans (cgr_engine)

@@ -52,3 +52,29 @@ class PrefixIndex(Generic[T]):
 
     def __contains__(self, prefix: str) -> bool:
         return prefix in self._map
+
+
+# Number types that have no international form, or whose form the normaliser could not vouch for
+# without a '+': their digits are a dialled code in a local plan ("1234", "112"), so matching
+# them against E.164 country prefixes would price a service code as a call to the USA (+1).
+DIALLED_CODE_TYPES = frozenset({"short_code", "emergency"})
+
+
+def is_dialled_code(number: str, number_type: str | None) -> bool:
+    """True for a number that must not be read as E.164 digits: a short code or emergency number,
+    or an unknown-type number the normaliser left without an E.164 form (no '+')."""
+    if number_type in DIALLED_CODE_TYPES:
+        return True
+    return number_type in (None, "unknown") and not number.startswith("+")
+
+
+def declared_for(conds: tuple, number: str, number_type: str | None) -> bool:
+    """May a prefix index with these conditions price ``number``?
+
+    An E.164 number may match any index (its conditions are checked by the caller). A dialled
+    code may match only an index declared for its number class, i.e. one whose conditions
+    include ``called_type`` equal to the number's type (``when: {called_type: short_code}``).
+    """
+    if not is_dialled_code(number, number_type):
+        return True
+    return any(k == "called_type" and v == number_type for k, v in conds)

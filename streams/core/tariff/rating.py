@@ -5,7 +5,9 @@ from bisect import bisect_right
 from typing import Any, Mapping
 
 from streams.core.money import round_nanos
+from streams.core.partials import rate_slice
 from streams.core.reasons import Reason, RejectError
+from streams.core.tariff.prefixes import declared_for
 from streams.core.tariff.model import Destination, Group, Plan, Rating, RoundingRule, Version
 
 OUTBOUND = "outbound"
@@ -157,8 +159,12 @@ class TariffBook:
         digits = number[1:] if number[:1] == "+" else number
         if not (digits.isascii() and digits.isdigit()):
             return None
+        # Short codes and emergency numbers match only destinations declared for their class.
+        ntype = None if cdr is None or side == INBOUND_TOLL_FREE else cdr.get("called_type")
         for conds, idx in v.indexes.get(side, ()):
             if conds and (cdr is None or any(cdr.get(k) != val for k, val in conds)):
+                continue
+            if not declared_for(conds, number, ntype):
                 continue
             hit = idx.longest(digits)
             if hit is not None:
@@ -166,6 +172,13 @@ class TariffBook:
         return None
 
     def rate(self, cdr: Mapping[str, Any], plan: str = "default") -> Rating:
+        if cdr.get("partial_seq"):
+            # A partial is priced as its slice of the whole call, so per-call rules (connect
+            # fee, minimum, rounding, max cost) apply once per call (streams/core/partials.py).
+            return rate_slice(self.rate, cdr, plan)
+        rater = self._plan(plan).rater
+        if rater is not None:
+            return rater(cdr, plan)
         at = cdr.get("answer_ms")
         if at is None:
             at = cdr["start_ms"]
@@ -227,6 +240,9 @@ class TariffBook:
         Conditions (trunk, stage, called type) are unknown before the call, so every
         outbound index is consulted and the highest rate of every period is taken.
         """
+        rater = self._plan(plan).rater
+        if rater is not None:   # CGRateS plan: its destinations and timings (cgr_engine)
+            return rater.max_rate_per_min_micros(called_e164, at_ms)
         v = self.version_at(plan, at_ms)
         digits = called_e164[1:] if called_e164[:1] == "+" else called_e164
         best = None

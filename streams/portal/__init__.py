@@ -1,0 +1,1 @@
+"""Corporate self-care web portal (seed 004): see streams/portal/app.py."""
