@@ -93,6 +93,23 @@ def encoded_chunks(encode: Callable[[Sequence], bytes], records: Sequence, max_b
         todo.extend(reversed([(i, min(i + size, hi)) for i in range(lo, hi, size)]))
 
 
+def byte_slices(items: Sequence, size_of: Callable[[object], int], max_bytes: int) -> Iterator[Sequence]:
+    """Consecutive slices of ``items`` whose sizes add up to at most ``max_bytes`` (a single
+    item over it is a slice of its own). The charge agent applies a batch one slice of input
+    messages at a time: an account value carries its slice's new keys (``kpend``, ~50 bytes a
+    CDR), and a whole ``take_events`` batch's once made a 295 KB changelog record that a
+    256 KiB producer limit refused, killing the worker."""
+    lo, total = 0, 0
+    for i, item in enumerate(items):
+        n = size_of(item)
+        if i > lo and total + n > max_bytes:
+            yield items[lo:i]
+            lo, total = i, 0
+        total += n
+    if lo < len(items):
+        yield items[lo:]
+
+
 def fitted_reject(rej: dict, encode: Callable[[dict], bytes], max_bytes: int) -> bytes:
     """The encoded reject, its raw bytes cut to fit one producer request if they must be.
 

@@ -16,6 +16,11 @@ A kill between 3 and 4 only finishes the move. A file whose (path, size, hash) i
 A file is *closed* when it has not changed for ``settle_s`` seconds (switches rotate by
 closing one file and opening the next); names starting with ``.`` or ending in ``.tmp`` or
 ``.part`` are in-flight uploads and are left alone.
+
+Kamailio half calls (an INVITE in one transaction file, its BYE in the next) are held in the
+manifest between files (``carry``: streams/formats/kamailio.py ``Carry``). The held rows are
+saved in the same sqlite transaction that marks the file ``done``, so a kill before it
+re-reads the file against the carry it was first read with: the same pairs, the same keys.
 """
 from __future__ import annotations
 
@@ -26,7 +31,7 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 log = logging.getLogger("cdrflow.collect")
 
@@ -64,6 +69,7 @@ class Manifest:
             state TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '', records INTEGER NOT NULL DEFAULT 0,
             rejected INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0,
             started_ms INTEGER, finished_ms INTEGER, PRIMARY KEY (path, size, sha256))""")
+        self.db.execute("CREATE TABLE IF NOT EXISTS carry (key TEXT PRIMARY KEY, rows TEXT NOT NULL)")
 
     def state(self, path: str, size: int, sha: str) -> str | None:
         row = self.db.execute("SELECT state FROM files WHERE path=? AND size=? AND sha256=?",
@@ -77,10 +83,24 @@ class Manifest:
                            SET state='publishing', attempts=attempts+1, started_ms=excluded.started_ms""",
                         (path, size, sha, int(time.time() * 1000)))
 
-    def finish(self, path: str, size: int, sha: str, state: str, reason: str, records: int, rejected: int) -> None:
-        self.db.execute("""UPDATE files SET state=?, reason=?, records=?, rejected=?, finished_ms=?
-                           WHERE path=? AND size=? AND sha256=?""",
-                        (state, reason, records, rejected, int(time.time() * 1000), path, size, sha))
+    def finish(self, path: str, size: int, sha: str, state: str, reason: str, records: int, rejected: int,
+               carry: tuple[str, str] | None = None) -> None:
+        """Record the outcome, and (key, rows) of the carry the file left, in one transaction."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute("""UPDATE files SET state=?, reason=?, records=?, rejected=?, finished_ms=?
+                               WHERE path=? AND size=? AND sha256=?""",
+                            (state, reason, records, rejected, int(time.time() * 1000), path, size, sha))
+            if carry is not None:
+                self.db.execute("INSERT OR REPLACE INTO carry(key, rows) VALUES (?, ?)", carry)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def carry(self, key: str) -> str | None:
+        row = self.db.execute("SELECT rows FROM carry WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
 
     def rows(self) -> list[tuple]:
         return self.db.execute("SELECT path, size, sha256, state, reason, attempts FROM files ORDER BY rowid").fetchall()
@@ -125,13 +145,18 @@ def _move(path: Path, folder: Path, reason: str | None = None) -> Path:
 
 # publish(path) -> (records, rejected, damage lines): streams.cli.publish.publish_files bound
 # to a format, a broker and one producer; it returns only after the broker acknowledged all.
-PublishFn = Callable[[Path], tuple[int, int, list[str]]]
+# With a carry, publish(path, carry) is called instead.
+PublishFn = Callable[..., tuple[int, int, list[str]]]
 
 
 class Collector:
-    def __init__(self, spool: Path, publish: PublishFn, manifest: Path | None = None, settle_s: float = 2.0):
+    def __init__(self, spool: Path, publish: PublishFn, manifest: Path | None = None, settle_s: float = 2.0,
+                 carry_key: str | None = None, carry_from_json: Callable[[str | None], Any] | None = None):
         self.spool = spool
         self.publish = publish
+        # Rows held from file to file (Kamailio half calls), stored in the manifest under carry_key.
+        self.carry_key = carry_key
+        self.carry_from_json = carry_from_json
         self.settle_s = settle_s
         self.manifest = Manifest(manifest or spool / MANIFEST_NAME)
         self.done_dir = spool / "done"
@@ -142,7 +167,10 @@ class Collector:
         for path in closed_files(self.spool, self.settle_s):
             if on_file is not None:
                 on_file(path)
-            self.process(path, stats)
+            try:
+                self.process(path, stats)
+            except FileNotFoundError:
+                continue  # taken away (another collector, an operator) between the scan and now
         return stats
 
     def process(self, path: Path, stats: CollectStats) -> None:
@@ -162,8 +190,11 @@ class Collector:
             return
         self.manifest.begin(*key)
         log.info("collect %s: publishing (%d bytes, sha256 %s)", path.name, size, sha[:12])
+        carry = None
+        if self.carry_from_json is not None:
+            carry = self.carry_from_json(self.manifest.carry(self.carry_key or ""))
         try:
-            records, rejected, damage = self.publish(path)
+            records, rejected, damage = self.publish(path) if carry is None else self.publish(path, carry)
         except (TimeoutError, RuntimeError) as exc:
             # The broker did not acknowledge: leave the file in the spool, state stays
             # 'publishing', and the next pass publishes it again (keys make that harmless).
@@ -172,12 +203,16 @@ class Collector:
         stats.records += records
         stats.rejected += rejected
         if damage:
+            # The carry stays as it was: a repaired file sent again pairs its halves anew.
             reason = "\n".join(damage)
             self.manifest.finish(*key, "failed", reason, records, rejected)
             dest = _move(path, self.failed_dir, reason)
             stats.failed += 1
         else:
-            self.manifest.finish(*key, "done", "", records, rejected)
+            self.manifest.finish(*key, "done", "", records, rejected,
+                                 None if carry is None else (self.carry_key or "", carry.to_json()))
+            if carry is not None and carry.rows:
+                log.info("collect %s: %d rows of half calls held for the next file", path.name, len(carry.rows))
             dest = _move(path, self.done_dir)
             stats.published += 1
         stats.moved.append(str(dest))

@@ -25,9 +25,10 @@ Rules (see sinks/clickhouse/periods.py for the period model):
 
 Money stays integer micro-units throughout; the CLI prints Decimal.
 
-Not stored in ``cdr_rated`` and therefore approximated when rebuilding the canonical CDR:
-``answer_ms`` is taken as ``end_ms - billsec_s*1000`` for answered calls (exact for switches
-whose billsec is end − answer, as the simulator's), and tariff conditions on ``stage``,
+Rows landed since migration 10 carry ``partial_seq`` and ``answer_ms``, so a partial is priced
+again as its slice of the call (streams/core/partials.py). On older rows ``answer_ms`` is
+approximated as ``end_ms - billsec_s*1000`` for answered calls (exact for switches whose billsec
+is end − answer, as the simulator's) and ``partial_seq`` reads 0. Tariff conditions on ``stage``,
 ``operator_location`` and ``operator_dedicated`` see those fields as absent.
 """
 from __future__ import annotations
@@ -59,12 +60,12 @@ ROW_FIELDS = (
     "prefix", "start_ms", "end_ms", "duration_s", "billsec_s", "answered", "disposition", "service",
     "charged_s", "rate_micros", "rate_unit_s", "connect_fee_micros", "cost_nanos", "cost_micros",
     "tariff_plan", "tariff_version", "rating_version", "rated_at_ms", "ingest_ms", "source_partition",
-    "source_offset",
+    "source_offset", "partial_seq", "answer_ms",
 )
 TIME_FIELDS = {"start_ms": "start_time", "end_ms": "end_time"}
 INT_FIELDS = {"duration_s", "billsec_s", "charged_s", "rate_micros", "rate_unit_s", "connect_fee_micros",
               "cost_nanos", "cost_micros", "rating_version", "rated_at_ms", "ingest_ms",
-              "source_partition", "source_offset", "start_ms", "end_ms"}
+              "source_partition", "source_offset", "start_ms", "end_ms", "partial_seq"}
 # What a rerating can change; a row whose values are all equal is not rewritten.
 PRICED_FIELDS = ("destination", "prefix", "charged_s", "rate_micros", "rate_unit_s", "connect_fee_micros",
                  "cost_nanos", "cost_micros", "tariff_plan", "tariff_version")
@@ -81,9 +82,12 @@ def canonical_from_row(rec: dict) -> dict:
     answered = bool(rec["answered"])
     billsec = int(rec["billsec_s"])
     answer_ms = rec["end_ms"] - billsec * 1000 if answered and billsec > 0 else None
+    if rec.get("answer_ms") is not None:
+        answer_ms = int(rec["answer_ms"])   # landed since migration 10; a partial's is the call's answer
+    partial_seq = int(rec.get("partial_seq") or 0)
     return {
         "cdr_key": rec["cdr_key"], "switch_id": rec["switch_id"], "call_id": rec["call_id"], "leg": rec["leg"],
-        "partial_seq": 0, "partial_final": True, "correlation_id": rec["correlation_id"],
+        "partial_seq": partial_seq, "partial_final": True, "correlation_id": rec["correlation_id"],
         "account": rec["account"], "service_user": rec["service_user"], "direction": rec["direction"],
         "caller_e164": rec["caller_e164"], "presented_cli": rec["presented_cli"],
         "called_e164": rec["called_e164"], "called_type": rec["called_type"], "trunk": rec["trunk"],
@@ -356,6 +360,7 @@ def _record(values: tuple) -> dict:
     for f in INT_FIELDS:
         rec[f] = int(rec[f])
     rec["answered"] = bool(rec["answered"])
+    rec["answer_ms"] = None if rec["answer_ms"] is None else int(rec["answer_ms"])
     return rec
 
 

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
 
     # Authorisation: seconds one /authorize or /call-update grants at most (the reservation).
     authorize_quota_s: int = Field(default=600, ge=1, le=4 * 3600)
+    # The reservation write is awaited before the answer (durability); True pushes it to the
+    # broker at once instead of after the producer's batching linger (most of the answer time).
+    authorize_send_now: bool = True
 
     web_host: str = "127.0.0.1"
     web_port: int = 6066

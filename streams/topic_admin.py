@@ -51,7 +51,9 @@ def config_diff(plan: TopicPlan, actual: dict[str, str]) -> dict[str, tuple[str 
 def check(admin_conf: dict, plans: list[TopicPlan], fix: bool = False) -> TopicReport:
     """Verify (``fix=False``) or apply (``fix=True``) the plan. Never raises for a mismatch;
     connection problems raise ``KafkaException``."""
-    admin = AdminClient(admin_conf)
+    # Quiet librdkafka's informational lines (e.g. "Purging ... background queue" on close): the
+    # commands print one line on a mismatch, and warnings and errors still come through.
+    admin = AdminClient({"log_level": 4, **admin_conf})
     report = TopicReport()
     meta = admin.list_topics(timeout=TIMEOUT_S).topics
     missing = [p for p in plans if p.name not in meta]

@@ -58,6 +58,11 @@ TABLES: dict[str, tuple[Column, ...]] = {
         # CGRateS cost breakdown (streams.core.tariff.cgr_engine.spans_text): compact text, so
         # it lands the same on ClickHouse 18.16 and chdb; "" for native plans.
         _c("spans", "str", default=""),
+        # ISO 4217 code of the plan that priced the row (streams/core/currency.py); "" before migration 9.
+        _c("currency", "str", default=""),
+        # Partial record number (0 = whole call) and the call's answer instant, so a rerate prices
+        # a partial as its slice of the call (streams/core/partials.py); migration 10.
+        _c("partial_seq", "i32", default=0), _c("answer_ms", "ni64", default=None),
     ),
     "cdr_rejected": (
         _c("reject_id", "str"), _c("reason", "lc_str"), _c("detail", "str"), _c("stage", "lc_str"),
@@ -83,6 +88,7 @@ TABLES: dict[str, tuple[Column, ...]] = {
         _c("credit_micros", "i64"), _c("soft_limit_micros", "i64"), _c("seq", "i64"),
         _c("updated_time", "time", "updated_ms"), _c("max_rate_micros_per_min", "i64"),
         _c("allowed_destinations", "strs"),
+        _c("currency", "str", default=""),           # the account's currency; migration 9
     ),
 }
 

@@ -89,7 +89,7 @@ def table_ref(database: str, table: str) -> str:
 # Columns a later migration adds to a table (column -> migration number). The CREATE of an older
 # migration leaves them out, so that migration keeps sending the SQL it always sent and the
 # later ALTER adds them on old and fresh databases alike (18.16 has no ADD COLUMN IF NOT EXISTS).
-ADDED_BY_MIGRATION = {"spans": 8}
+ADDED_BY_MIGRATION = {"spans": 8, "currency": 9, "partial_seq": 10, "answer_ms": 10}
 
 
 def _columns_sql(table: str, version: Version, as_of: int | None = None) -> str:
@@ -152,9 +152,9 @@ def create_barring_events(database: str, version: Version) -> str:
     return _replacing_table(database, version, "barring_events", "(account, seq)")
 
 
-def create_account_state_history(database: str, version: Version) -> str:
+def create_account_state_history(database: str, version: Version, as_of: int | None = None) -> str:
     # Every state snapshot of an account, keyed like the barring history so replays collapse.
-    return _replacing_table(database, version, "account_state_history", "(account, seq)")
+    return _replacing_table(database, version, "account_state_history", "(account, seq)", as_of=as_of)
 
 
 def create_notifications(database: str, version: Version) -> str:
@@ -182,16 +182,41 @@ def add_spans_column(database: str, version: Version) -> list[str]:
             f"DEFAULT ''" for t in ("cdr_rated", "cdr_commissions")]
 
 
+def add_currency_column(database: str, version: Version) -> list[str]:
+    # The rated row's and the account's currency (streams/core/currency.py); rows landed before read "".
+    # Gated like migration 8: 18.16 refuses IF NOT EXISTS.
+    col = next(c for c in TABLES["cdr_rated"] if c.name == "currency")
+    guard = "IF NOT EXISTS " if tuple(version) >= ALTER_ADD_COLUMN_IF_NOT_EXISTS else ""
+    return [f"ALTER TABLE {table_ref(database, t)} ADD COLUMN {guard}currency {column_type(col.kind, version)} "
+            f"DEFAULT ''" for t in ("cdr_rated", "cdr_commissions", "account_state_history")]
+
+
+def add_partial_columns(database: str, version: Version) -> list[str]:
+    # A partial's sequence and its call's answer instant, so a rerate prices the slice, not a
+    # whole call. Rows landed before read 0 / NULL (priced whole, as they were). Gated like 8.
+    guard = "IF NOT EXISTS " if tuple(version) >= ALTER_ADD_COLUMN_IF_NOT_EXISTS else ""
+    cols = {c.name: c for c in TABLES["cdr_rated"]}
+    out = []
+    for t in ("cdr_rated", "cdr_commissions"):
+        out.append(f"ALTER TABLE {table_ref(database, t)} ADD COLUMN {guard}partial_seq "
+                   f"{column_type(cols['partial_seq'].kind, version)} DEFAULT 0")
+        out.append(f"ALTER TABLE {table_ref(database, t)} ADD COLUMN {guard}answer_ms "
+                   f"{column_type(cols['answer_ms'].kind, version)}")
+    return out
+
+
 # Append only; never renumber or edit an applied migration — add a new one instead.
 MIGRATIONS: list[tuple[int, str, Callable[[str, Version], list[str]]]] = [
     (1, "cdr_rated", lambda db, v: [create_cdr_rated(db, v, as_of=1)]),
     (2, "cdr_rejected", lambda db, v: [create_cdr_rejected(db, v)]),
     (3, "barring_events", lambda db, v: [create_barring_events(db, v)]),
-    (4, "account_state_history", lambda db, v: [create_account_state_history(db, v)]),
+    (4, "account_state_history", lambda db, v: [create_account_state_history(db, v, as_of=4)]),
     (5, "notifications", lambda db, v: [create_notifications(db, v)]),
     (6, "financial_periods", lambda db, v: _periods_migration(db, v)),
     (7, "cdr_commissions", lambda db, v: [create_cdr_commissions(db, v, as_of=7)]),
     (8, "cdr_rated_spans", lambda db, v: add_spans_column(db, v)),
+    (9, "cdr_rated_currency", lambda db, v: add_currency_column(db, v)),
+    (10, "cdr_rated_partials", lambda db, v: add_partial_columns(db, v)),
 ]
 
 

@@ -15,7 +15,7 @@ EXPORT_COLUMNS = [
     "account", "service_user", "period", "cdr_key", "start_time", "end_time", "direction",
     "caller_e164", "presented_cli", "called_e164", "called_type", "destination", "prefix", "service",
     "disposition", "duration_s", "billsec_s", "charged_s", "rate", "connect_fee", "cost",
-    "cost_micros", "tariff_plan", "tariff_version", "rating_version",
+    "cost_micros", "currency", "tariff_plan", "tariff_version", "rating_version",
 ]
 
 
@@ -28,7 +28,7 @@ def itemized(backend, account: str, period: str, service_user: str | None = None
     rows = backend.query(Q.itemized_sql(backend.database, account, period, service_user))
     out = []
     for values in rows:
-        row = dict(zip(Q.ITEM_COLUMNS, values))
+        row = dict(zip(Q.ITEMIZED_COLUMNS, values))
         row["start_time"] = utc(row["start_time"])
         row["end_time"] = utc(row["end_time"])
         for src, dst in MONEY_FIELDS.items():
@@ -59,3 +59,9 @@ def to_csv(rows: list[dict], path: str | Path, on_row: Callable[[], None] | None
 
 def to_parquet(rows: list[dict], path: str | Path) -> Path:
     return write_parquet(rows, parquet_schema(), path)
+
+
+def currencies(rows: list[dict]) -> str:
+    """The bill's currency ("EUR"), several joined by "/" (a plan changed currency mid-period:
+    the total then mixes them, which the caption makes visible), "" for rows before migration 9."""
+    return "/".join(sorted({r.get("currency") or "" for r in rows} - {""}))

@@ -41,6 +41,9 @@ ITEM_COLUMNS = (
     "service", "disposition", "duration_s", "billsec_s", "charged_s", "rate_micros",
     "connect_fee_micros", "cost_micros", "tariff_plan", "tariff_version", "rating_version",
 )
+# The itemised bill also shows each row's currency (migration 9); the analyst views and the portal
+# keep ITEM_COLUMNS as their views were created with.
+ITEMIZED_COLUMNS = ITEM_COLUMNS + ("currency",)
 
 # Phone-number columns; never exposed raw to the analyst database.
 NUMBER_COLUMNS = ("caller_e164", "presented_cli", "called_e164")
@@ -150,7 +153,7 @@ def itemized_sql(db: str, account: str, period: str, service_user: str | None = 
     conds = [f"account = {lit(account)}", f"period = {lit(period)}"]
     if service_user is not None:
         conds.append(f"service_user = {lit(service_user)}")
-    return (f"SELECT {', '.join(ITEM_COLUMNS)} FROM {rated_final(db)}{_where(conds)} "
+    return (f"SELECT {', '.join(ITEMIZED_COLUMNS)} FROM {rated_final(db)}{_where(conds)} "
             f"ORDER BY start_time, cdr_key")
 
 

@@ -7,23 +7,35 @@ Reservations live in their own changelogged table (same key and partition count 
 table), so a restarted worker, or the new owner after a rebalance, still honours them. A web
 request is no stream event, so Faust cannot tell which changelog partition a write belongs to;
 we name it ourselves: the account's murmur2 partition, the one every producer and the router use.
+
+A reservation made with ``call_id`` is settled by the call's rated CDR: ``release_on_rated``
+consumes ``cdr.rated`` (one batch per account partition, the same partition number as the
+account's, so Faust gives it to the worker owning the account and its reservations) and applies
+each record to the reservations of its account and call id (streams/core/authorize.py says how).
 """
 from __future__ import annotations
+
+import asyncio
+import logging
 
 import orjson
 from faust.web import Request, Response, View
 
+from streams import codecs, topics
 from streams.agents.charge import accounts, load_state
 from streams.app import app, settings
-from streams.core.authorize import Reservations, decide, month_minutes_s, quote
+from streams.core.authorize import Reservations, decide, month_minutes_s, outstanding, quote, rated_so_far
 from streams.core.charge import utc_now_ms
 from streams.core.numbering import to_e164
 from streams.core.reasons import RejectError
 from streams.mediation import load_sources
+from streams.metrics import count
 from streams.partitioning import partition_for
 from streams.tariffs import current_book
 
 RESERVATION_TABLE = "reservations"   # changelog: cdrflow-reservations-changelog
+
+log = logging.getLogger("cdrflow.authorize")
 
 reservations = app.Table(RESERVATION_TABLE, default=None, partitions=settings.partitions,
                          key_type=bytes, value_type=bytes)
@@ -56,10 +68,44 @@ _PENDING: list = []
 
 async def _durable() -> None:
     """Wait until every changelog write so far is on the broker: a grant is answered only once a
-    new owner would see it (measured: a SIGKILL right after an answer lost the last write)."""
-    while _PENDING:
-        fut = _PENDING.pop(0)
-        await fut
+    new owner would see it (measured: a SIGKILL right after an answer lost the last write).
+
+    A caller's own writes are in ``_PENDING`` when it gets here (it wrote them without yielding),
+    so it takes them all and awaits them all; popping one at a time let a concurrent caller find
+    the list empty and answer while the write it needed was still in flight."""
+    if not _PENDING:
+        return
+    futs = _PENDING[:]
+    _PENDING.clear()
+    if settings.authorize_send_now:
+        try:
+            await _send_now()
+        except Exception:       # only a speed-up: the writes still go out after the linger
+            log.warning("could not push reservation writes at once", exc_info=True)
+    await asyncio.gather(*futs)
+
+
+async def _send_now() -> None:
+    """Push the reservation writes to the broker now instead of after the producer's linger
+    (``producer_linger_ms``, kept for the pipeline's throughput): most of an answer's time was
+    that wait. Faust hands the writes to aiokafka from its buffer; once there, the batches of the
+    reservations changelog are closed and the sender woken, as aiokafka's own flush_for_commit
+    does for every batch. Uses aiokafka internals; without them it falls back to the linger."""
+    await app.producer.buffer.flush()
+    acc = getattr(getattr(app.producer, "_producer", None), "_message_accumulator", None)
+    batches = getattr(acc, "_batches", None)
+    if not isinstance(batches, dict):
+        return
+    name = reservations.changelog_topic.get_topic_name()
+    closed = False
+    for tp, queue in batches.items():
+        if tp.topic == name:
+            for batch in queue:
+                batch._builder.close()
+                closed = True
+    waiter = getattr(acc, "_waiter_future", None)
+    if closed and waiter is not None and not waiter.done():
+        waiter.set_result(None)
 
 
 RESERVATIONS = Reservations(_load, _save)
@@ -110,10 +156,12 @@ class Authorize(View):
         state = load_state(account)
         call = {"plan": state["cfg"]["tariff_plan"] if state else "", "number": number, "type": kind,
                 "trunk": request.query.get("trunk") or None, "at_ms": now,
-                "minutes_s": month_minutes_s(state, now) if state else 0}
+                "minutes_s": month_minutes_s(state, now) if state else 0,
+                # The CDR's call_id (SIP Call-ID for Kamailio): its rated CDR releases the hold.
+                "call_id": request.query.get("call_id") or None}
         held = RESERVATIONS.held(account, now)
         d = decide(state, number, kind, _quote(state, call), held, now, ctx, settings.authorize_quota_s)
-        d.update(destination_e164=number, reserved_micros=held)
+        d.update(destination_e164=number, reserved_micros=held, call_id=call["call_id"])
         if d["allowed"] and d.get("max_duration_s"):
             d["reservation"] = RESERVATIONS.add(account, call, d, now)
         await _durable()
@@ -138,10 +186,10 @@ class CallUpdate(View):
             return _bad(self.web, f"no open reservation {rid!r} for {account!r}", 404)
         state = load_state(account)
         q = _quote(state, call)
-        d = decide(state, call["number"], call["type"], q, RESERVATIONS.held(account, now, exclude=rid), now,
+        d = decide(state, call["number"], call["type"], q, RESERVATIONS.held_for_update(account, rid, now), now,
                    _context(request), settings.authorize_quota_s, used_s=used)
         e = RESERVATIONS.renew(account, rid, d, used, q.cost(used) if q else call["amount"], now)
-        d.update(reservation=rid, held_micros=e["amount"], destination_e164=call["number"])
+        d.update(reservation=rid, held_micros=outstanding(e), destination_e164=call["number"])
         await _durable()
         return self.web.json(d)
 
@@ -163,4 +211,46 @@ class CallEnd(View):
         # Held at the call's full rated cost until the rated CDR has entered the spend.
         r = RESERVATIONS.end(account, rid, q.cost(duration) if q else call["amount"], now)
         await _durable()
-        return self.web.json({"reservation": rid, "held_micros": r["amount"]})
+        return self.web.json({"reservation": rid, "held_micros": outstanding(r)})
+
+
+@app.page("/reservations")
+class ReservationList(View):
+    """What an account's calls hold right now (read only): ``held_micros`` and each entry."""
+
+    @app.table_route(table=accounts, query_param="account")
+    async def get(self, request: Request) -> Response:
+        account = request.query.get("account", "")
+        if not account:
+            return _bad(self.web, "give ?account=ID")
+        now = utc_now_ms()
+        res = RESERVATIONS.entries(account, now)
+        await _durable()
+        return self.web.json({"account": account, "held_micros": sum(outstanding(e) for e in res.values()),
+                              "reservations": {rid: {"call_id": e.get("call_id"), "amount_micros": e["amount"],
+                                                     "rated_micros": rated_so_far(e), "held_micros": outstanding(e),
+                                                     "ended": e["ended"], "settled": bool(e.get("settled")),
+                                                     "expires_ms": e["expires_ms"]} for rid, e in res.items()}})
+
+
+rated_in = app.topic(topics.RATED, partitions=settings.partitions, value_serializer="raw")
+
+
+@app.agent(rated_in)
+async def release_on_rated(stream):
+    """Settle reservations by their calls' rated CDRs. Runs on the account's owner (same partition
+    number as the account); a redelivered batch changes nothing (records are kept by cdr_key)."""
+    async for value in stream:
+        if not len(reservations.data):
+            continue        # nothing held on this worker (every load test, most workers): skip the decode
+        try:
+            name, batch = codecs.decode(value)
+        except Exception:
+            log.exception("undecodable cdr.rated record skipped")
+            count("reservation_settle_errors")
+            continue
+        recs = batch.get("records", []) if name == codecs.RATED_BATCH else [batch]
+        n = RESERVATIONS.settle(recs, utc_now_ms())
+        if n:
+            await _durable()
+            count("reservations_settled", n)

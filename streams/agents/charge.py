@@ -11,7 +11,8 @@ import orjson
 
 from streams import codecs, topics
 from streams.app import app, settings
-from streams.batching import acting_as, by_partition, reread_if_skipped, to_msg
+from streams import charge_outputs
+from streams.batching import OUTPUT_MARGIN, acting_as, by_partition, byte_slices, reread_if_skipped, to_msg
 from streams.faust_compat import OffsetWatch
 from streams.core import credit
 from streams.core.charge import utc_now_ms
@@ -32,6 +33,16 @@ state_topic = app.topic(topics.STATE, partitions=settings.partitions, value_seri
 control_topic = app.topic(topics.CONTROL, partitions=settings.partitions, value_serializer="raw")
 notification_topic = app.topic(topics.NOTIFICATIONS, partitions=settings.partitions, value_serializer="raw")
 reply_topic = app.topic(topics.REPLIES, partitions=settings.partitions, value_serializer="raw")
+_TOPICS = {topics.RATED: rated_topic, topics.COMMISSIONS: commission_topic, topics.REJECTED: rejected_topic,
+           topics.BARRING: barring_topic, topics.STATE: state_topic, topics.NOTIFICATIONS: notification_topic,
+           topics.REPLIES: reply_topic}
+# Every output fits one producer request: a 1 MiB broker limit once crash-looped the worker on
+# one take_events batch's rated records.
+MAX_OUTPUT_BYTES = settings.producer_max_request_bytes - OUTPUT_MARGIN
+# Input bytes charged per slice of a batch. An account value carries its slice's new keys
+# (~50 bytes per CDR, against 170-400 canonical bytes), so its changelog record stays under half
+# the slice: < 512 KiB at 1 MiB, whatever the producer limit (issue 16: records <= 1 MiB).
+SLICE_BYTES = min(MAX_OUTPUT_BYTES, 1 << 20)
 
 # Keys are the account's UTF-8 bytes (raw codec): Faust's web router hashes the serialized key
 # with murmur2, and only raw bytes hash to the partition every producer routes the account to.
@@ -61,6 +72,13 @@ def store_state(account: str, state: dict) -> None:
     accounts[account.encode()] = bytes(memoryview(orjson.dumps(state)))
 
 
+async def _send(out: charge_outputs.Output, part: int) -> None:
+    if out.key is None:
+        await _TOPICS[out.topic].send(value=out.value, partition=part)
+    else:
+        await _TOPICS[out.topic].send(key=out.key, value=out.value)
+
+
 def _rate(cdr: dict, plan: str):
     return current_book().rate(cdr, plan=plan)
 
@@ -74,6 +92,16 @@ async def charge(stream):
 
 
 async def _charge_partition(part: int, evs: list) -> None:
+    # One slice of input at a time: per-slice work, the account values it writes (they carry
+    # the slice's new keys) and its outputs are bounded by the slice's input bytes.
+    slices = 0
+    for piece in byte_slices(evs, lambda e: len(e.value or b""), SLICE_BYTES):
+        slices += 1
+        await _charge_slice(part, piece)
+    count("charge_extra_slices", slices - 1)
+
+
+async def _charge_slice(part: int, evs: list) -> None:
     now = utc_now_ms()
     # Arrival order keeps each topic-partition in offset order, which replay detection relies on.
     msgs = [to_msg(e) for e in evs]
@@ -88,16 +116,11 @@ async def _charge_partition(part: int, evs: list) -> None:
         return
     # Outputs first, state last: if we crash in between, the redelivered input finds the state
     # unchanged and simply applies again; the outputs it repeats collapse by key downstream.
-    if res.rated:
-        await rated_topic.send(value=codecs.encode_batch(codecs.RATED_BATCH, res.rated), partition=part)
-    if res.commissions:
-        await commission_topic.send(value=codecs.encode_batch(codecs.RATED_BATCH, res.commissions), partition=part)
-    for rej in res.rejects:
-        await rejected_topic.send(key=rej["reject_id"].encode(), value=codecs.encode(codecs.REJECTED, rej))
-    for ev in res.events:
-        await barring_topic.send(key=ev["account"].encode(), value=codecs.encode(codecs.BARRING, ev))
-    for note in res.notifications:
-        await notification_topic.send(key=note["account"].encode(), value=codecs.encode(codecs.NOTIFICATION, note))
+    # Each output fits one producer request (streams/charge_outputs.py).
+    rated_msgs = 0
+    for out in charge_outputs.before_store(res, MAX_OUTPUT_BYTES):
+        rated_msgs += out.topic == topics.RATED
+        await _send(out, part)
     with acting_as(evs[-1]):
         # Key nodes before account values; a crash between the two is handled either way (an
         # account value carries its last batch's keys, and a node ahead of its account value's
@@ -109,14 +132,12 @@ async def _charge_partition(part: int, evs: list) -> None:
                 del cdr_keys[nk]
         for acct in res.touched:
             store_state(acct, states[acct])
-    for acct in res.touched:
-        await state_topic.send(key=acct.encode(),
-                               value=codecs.encode(codecs.STATE, credit.snapshot(states[acct], now)))
-    # Replies last: an answered command is one whose state is already stored.
-    for rep in res.replies:
-        await reply_topic.send(key=rep["account"].encode(), value=codecs.encode(codecs.REPLY, rep))
+    for out in charge_outputs.after_store(res, states, now):
+        await _send(out, part)
     count("rated", len(res.rated) - res.redelivered)
     count("redelivered", res.redelivered)
+    # Rated messages beyond one per batch: how often the producer limit split the output.
+    count("rated_splits", max(0, rated_msgs - 1))
     count("redelivered_conflicts", res.redelivered_conflicts)
     count("key_node_writes", len(res.key_writes))
     count("duplicates", res.duplicates)

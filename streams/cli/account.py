@@ -3,6 +3,7 @@
     cdrflow account create ACCOUNT --credit 50.00 [--period monthly|weekly] [--tz Europe/Amsterdam]
                            [--soft-pct 80] [--plan default] [--allow PREFIX ...]
                            [--max-rate-normal 0.80] [--max-rate-low 0.40]     (per customer, seed 000)
+                           [--currency EUR]                         (default: the plan's currency)
                            [--user-threshold USER=T1,T2 ...]        (USER "*" = every user)
     cdrflow account set-credit|raise-credit|lower-credit ACCOUNT AMOUNT
     cdrflow account unbar ACCOUNT [--allowance AMOUNT]
@@ -23,7 +24,7 @@ at most 6 decimals, no exponents, never floats. Commands are keyed by account (m
 they reach the worker that holds the account.
 
 CSV columns (header required):
-``account,credit[,period,tz,soft_pct,plan,allow,user_thresholds,max_rate_normal,max_rate_low]``
+``account,credit[,period,tz,soft_pct,plan,allow,user_thresholds,max_rate_normal,max_rate_low,currency]``
 with ``allow`` as space-separated prefixes and ``user_thresholds`` as ``"*=10,20;101=5,8"`` (quoted:
 it contains commas).
 YAML: a list of mappings with the same keys (or ``{accounts: [...]}``); ``allow`` may be a
@@ -78,6 +79,8 @@ def register(subparsers) -> None:
                    "profile normal (default 0.80)")
     c.add_argument("--max-rate-low", metavar="AMOUNT", help="the customer's maximum price per minute in "
                    "profile low_credit (default 0.40)")
+    c.add_argument("--currency", metavar="CODE", help="ISO 4217 code the account is billed in (default: its "
+                   "plan's); one the plan does not price in is refused")
     c.add_argument("--user-threshold", action="append", default=[], metavar="USER=T1,T2",
                    help="monthly charge thresholds of a service user; USER '*' is the default (repeatable)")
 
@@ -165,13 +168,14 @@ def command(account: str, action: str, **fields) -> dict:
     cmd = {"command_id": str(uuid.uuid4()), "account": account, "action": action, "credit_micros": None,
            "profile": None, "timezone": None, "period_kind": None, "soft_limit_pct": None, "tariff_plan": None,
            "always_allowed": None, "user_thresholds": None, "max_rate_normal_micros": None,
-           "max_rate_low_micros": None, "issued_ms": int(time.time() * 1000)}
+           "max_rate_low_micros": None, "currency": None, "issued_ms": int(time.time() * 1000)}
     cmd.update(fields)
     return cmd
 
 
 def provision(account: str, credit, period: str = "monthly", tz: str = "UTC", soft_pct=80, plan: str = "default",
-              allow=(), user_thresholds: dict | None = None, max_rate_normal=None, max_rate_low=None) -> dict:
+              allow=(), user_thresholds: dict | None = None, max_rate_normal=None, max_rate_low=None,
+              currency=None) -> dict:
     from streams.core.periods import zone
 
     if period not in KINDS:
@@ -195,9 +199,18 @@ def provision(account: str, credit, period: str = "monthly", tz: str = "UTC", so
         P.validate_max_rates(normal, low)
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    cur = None
+    if currency not in (None, ""):
+        from streams.core.currency import parse
+
+        try:
+            cur = parse(str(currency).strip().upper())
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
     return command(account, "provision", credit_micros=amount(credit, "credit"), timezone=tz, period_kind=period,
                    soft_limit_pct=pct, tariff_plan=plan or "default", always_allowed=list(allow),
-                   user_thresholds=user_thresholds, max_rate_normal_micros=normal, max_rate_low_micros=low)
+                   user_thresholds=user_thresholds, max_rate_normal_micros=normal, max_rate_low_micros=low,
+                   currency=cur)
 
 
 # --- publishing ------------------------------------------------------------------------------
@@ -280,7 +293,7 @@ def describe_reply(reply: dict) -> str:
     st = reply["state"]
     rate = st["max_rate_micros_per_min"]
     return (f"applied: {head}: profile {st['profile']}, spend {format_micros(st['spend_micros'])} / credit "
-            f"{format_micros(st['credit_micros'])} in {st['period']}, max rate "
+            f"{format_micros(st['credit_micros'])}{' ' + st['currency'] if st.get('currency') else ''} in {st['period']}, max rate "
             f"{'none' if rate < 0 else format_micros(rate) + '/min'}"
             + (f", {len(reply['transitions'])} transition(s)" if reply["transitions"] else ""))
 
@@ -344,7 +357,7 @@ class ReplyWaiter:
 def cmd_create(args) -> int:
     return _publish_one(args, provision(args.account, args.credit, args.period, args.tz, args.soft_pct, args.plan,
                                         args.allow, _thresholds_map(args.user_threshold),
-                                        args.max_rate_normal, args.max_rate_low))
+                                        args.max_rate_normal, args.max_rate_low, args.currency))
 
 
 def cmd_credit(args) -> int:
@@ -426,7 +439,7 @@ def commands_from_rows(rows: list[dict]) -> list[dict]:
                                   str(row.get("tz") or row.get("timezone") or "UTC"), row.get("soft_pct") or 80,
                                   str(row.get("plan") or "default"), [str(a) for a in allow],
                                   _row_thresholds(row.get("user_thresholds")),
-                                  row.get("max_rate_normal"), row.get("max_rate_low")))
+                                  row.get("max_rate_normal"), row.get("max_rate_low"), row.get("currency")))
         except UserError as exc:
             errors.append(f"{where}: {exc}")
     if errors:
@@ -545,6 +558,7 @@ def cmd_show(args) -> int:
     for k, v in (("period", rec["period"]), ("profile", rec["profile"]),
                  ("spend", format_micros(rec["spend_micros"])), ("credit", format_micros(rec["credit_micros"])),
                  ("soft limit", format_micros(rec["soft_limit_micros"])),
+                 ("currency", rec.get("currency") or "-"),
                  ("max rate / min", "none" if rate < 0 else format_micros(rate)),
                  ("always allowed", " ".join(rec["allowed_destinations"])), ("seq", str(rec["seq"])),
                  ("updated", time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(rec["updated_ms"] // 1000)))):
@@ -612,9 +626,10 @@ def cmd_list(args) -> int:
     from rich.table import Table
 
     t = Table(title=f"{len(rows)} account(s)")
-    for col in ("account", "period", "profile", "spend", "credit", "used %"):
+    for col in ("account", "period", "profile", "spend", "credit", "cur", "used %"):
         t.add_column(col, justify="right" if col in ("spend", "credit", "used %") else "left")
     for r in rows:
-        t.add_row(r["account"], r["period"], r["profile"], r["spend"], r["credit"], r["used_pct"])
+        t.add_row(r["account"], r["period"], r["profile"], r["spend"], r["credit"], r.get("currency") or "-",
+                  r["used_pct"])
     Console(file=sys.stdout, width=120).print(t)
     return 0

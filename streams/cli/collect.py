@@ -75,21 +75,29 @@ def cmd_collect(args) -> int:
 
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
-        def publish(path: Path) -> tuple[int, int, list[str]]:
+        def publish(path: Path, carry=None) -> tuple[int, int, list[str]]:
             lines = path.read_bytes().count(b"\n") or 1 if args.format != "avro" else None
             task = progress.add_task(path.name, total=lines)
             try:
                 err = io.StringIO()
                 stats = publish_files(conf, args.format, [path], args.mode, args.switch_id, args.batch_size,
                                       progress=lambda n: progress.advance(task, n), err=err, layout=layout,
-                                      sender=sender)
+                                      sender=sender, carry=carry)
             finally:
                 progress.remove_task(task)
             for line in err.getvalue().splitlines():
                 console.print(line, highlight=False, soft_wrap=True, markup=False)
             return stats.records, stats.rejected, stats.damaged
 
-        collector = Collector(args.spool, publish, args.manifest, args.settle)
+        # kamailio-acc: half calls (INVITE in one file, BYE in the next) are held across files,
+        # per switch id, in the manifest (streams/formats/kamailio.py Carry).
+        carry_from_json = None
+        if args.format == "kamailio-acc":
+            from streams.formats.kamailio import Carry
+
+            carry_from_json = Carry.from_json
+        collector = Collector(args.spool, publish, args.manifest, args.settle,
+                              carry_key=args.switch_id or args.format, carry_from_json=carry_from_json)
         total_files = total_failed = 0
         try:
             while not stopping:

@@ -80,9 +80,11 @@ def _guarded(items: Iterator[Parsed], last) -> Iterator[Parsed]:
 
 def publish_files(client_conf: dict, fmt: str, paths: list[Path], mode: str = "batch", switch_id: str | None = None,
                   batch_size: int = 500, wire=None, progress=None, err=sys.stderr, layout=None,
-                  sender: Publisher | None = None) -> PublishStats:
+                  sender: Publisher | None = None, carry=None) -> PublishStats:
     """Publish files; returns once the broker acknowledged every message (``sender``: reuse
-    one producer across calls, as ``cdrflow collect`` does)."""
+    one producer across calls, as ``cdrflow collect`` does). kamailio-acc: half calls pair
+    across the files of one call, in the order given; ``carry`` (a kamailio.Carry that
+    ``cdrflow collect`` keeps in its manifest) holds them across calls instead."""
     if mode not in ("single", "batch"):
         raise ValueError(f"mode must be single or batch, not {mode!r}")
     if fmt not in FORMATS:
@@ -94,8 +96,15 @@ def publish_files(client_conf: dict, fmt: str, paths: list[Path], mode: str = "b
     sender = sender or Publisher(client_conf)
     stats = PublishStats()
     now = utc_now_ms()
-    for path in paths:
+    own_carry = None
+    if carry is None and fmt == "kamailio-acc":
+        from streams.formats.kamailio import Carry
+
+        carry = own_carry = Carry()
+    for i, path in enumerate(paths):
         path = Path(path)
+        if own_carry is not None:
+            own_carry.final = i == len(paths) - 1   # nothing after the last file: reject what is open
         topic = f"file:{path.name}"
 
         def reject(line: int, reason: Reason, detail: str, raw: bytes, fatal: bool = False) -> None:
@@ -114,7 +123,7 @@ def publish_files(client_conf: dict, fmt: str, paths: list[Path], mode: str = "b
                 rtype, items = parse_avro(path, switch_id)
             else:
                 rtype = formats.FILE_FORMATS[fmt][0]
-                items = formats.parse_file(fmt, path, switch_id or fmt.split("-")[0], layout=layout)
+                items = formats.parse_file(fmt, path, switch_id or fmt.split("-")[0], layout=layout, carry=carry)
         except RejectError as exc:
             # Nothing of the file is readable (no container header, unknown record type).
             reject(0, exc.reason, exc.detail, b"", fatal=True)

@@ -76,7 +76,9 @@ def cmd_itemized(args) -> int:
         table.add_row(r["start_time"].strftime("%Y-%m-%d %H:%M:%S"), user_label(r["service_user"]),
                       r["called_e164"], r["destination"], str(r["charged_s"]), str(r["cost"]),
                       str(r["rating_version"]))
-    table.caption = f"{len(rows)} calls, total {mod.total(rows)} ({fmt_money(mod.total(rows))})"
+    cur = mod.currencies(rows)
+    table.caption = (f"{len(rows)} calls, total {mod.total(rows)}{' ' + cur if cur else ''} "
+                     f"({fmt_money(mod.total(rows))})")
     Console().print(table)
     return 0
 

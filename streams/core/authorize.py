@@ -25,8 +25,17 @@ The rules, in the order they apply (README "Authorisation before a call" says th
 Reservations are plain JSON-able dicts per account (``Reservations``), so the worker can keep
 them in a changelogged table: a restarted or new owner of the account honours them. Each one
 expires on its own: ``PENDING_AFTER_END_MS`` after its grant runs out (a call that neither
-renewed nor ended is presumed cut at its grant) or after the call-end report (by then the rated
-CDR has normally entered the spend).
+renewed nor ended is presumed cut at its grant) or after the call-end report, unless its
+rated CDR settles it first.
+
+**Settling by the rated CDR.** A reservation made with the call's id (``call_id``: the value the
+switch writes as the canonical CDR's ``call_id``, for Kamailio the SIP Call-ID) stops holding
+money as soon as the account's spend holds the call: every rated CDR of the same account and
+call id is recorded in the entry by its ``cdr_key`` (so a redelivered copy changes nothing) and
+the entry then holds only ``amount - rated``; a rated CDR of the whole call (partial sequence 0,
+recognised by its key) settles it (holds 0). Partial records of a long call each lower the hold by
+their cost; since their costs add up to the call's rated cost (streams/core/partials.py), the
+hold of an ended call reaches 0 with its last partial.
 """
 from __future__ import annotations
 
@@ -39,6 +48,7 @@ from streams.core import credit
 from streams.core import profiles as P
 from streams.core.numbering import lookup
 from streams.core.periods import MONTHLY, period_of
+from streams.core.keys import cdr_key as key_of
 from streams.core.reasons import Reason, RejectError
 from streams.core.sources import DEFAULT_CONTEXT, NumberingContext
 from streams.core.tariff.extras import apply_coefficient, volume_tier
@@ -246,14 +256,36 @@ def new_reservation_id(account: str) -> str:
     return f"{account}:{secrets.token_hex(8)}"
 
 
+def rated_so_far(entry: dict) -> int:
+    """Micro-units of this call already in the account's spend (its rated CDRs so far)."""
+    return sum(entry.get("rated", {}).values())
+
+
+def outstanding(entry: dict) -> int:
+    """What the entry still holds: nothing once the whole call is rated, else its amount less
+    what the spend already holds of the call (never below 0)."""
+    if entry.get("settled"):
+        return 0
+    return max(0, entry["amount"] - rated_so_far(entry))
+
+
+def is_whole_call(rec: dict) -> bool:
+    """Whether a rated CDR bills the whole call (partial sequence 0). The rated record carries no
+    partial number, but its key is the hash of (switch, call id, leg, partial sequence)
+    (streams/core/keys.py), so a key equal to that of sequence 0 says it exactly."""
+    return rec.get("cdr_key") == key_of(rec.get("switch_id") or "", rec.get("call_id") or "", rec.get("leg") or "", 0)
+
+
 class Reservations:
     """Reservations per account as JSON-able dicts ``{rid: entry}``, read and written through
     ``load(account)`` / ``save(account, entries)`` (a changelogged table in the worker; a dict
     by default). Expired entries are dropped whenever an account's reservations are read.
 
-    An entry: ``amount`` (micro-units held), ``expires_ms``, ``granted_s`` (seconds granted from
-    the call's start), ``ended`` and the call's pricing facts (``plan``, ``number``, ``type``,
-    ``trunk``, ``at_ms``, ``minutes_s``) so an update or the end is priced like the grant.
+    An entry: ``amount`` (micro-units, the cost from the call's start), ``expires_ms``,
+    ``granted_s`` (seconds granted from the call's start), ``ended``, the call's pricing facts
+    (``plan``, ``number``, ``type``, ``trunk``, ``at_ms``, ``minutes_s``) so an update or the end
+    is priced like the grant, and ``call_id`` (or None) with ``rated`` ({cdr_key: cost}) and
+    ``settled`` once its rated CDRs land (see the module docstring).
     """
 
     def __init__(self, load: Callable[[str], dict | None] | None = None,
@@ -270,7 +302,49 @@ class Reservations:
         return live
 
     def held(self, account: str, now_ms: int, exclude: str | None = None) -> int:
-        return sum(e["amount"] for rid, e in self.entries(account, now_ms).items() if rid != exclude)
+        return sum(outstanding(e) for rid, e in self.entries(account, now_ms).items() if rid != exclude)
+
+    def held_for_update(self, account: str, rid: str, now_ms: int) -> int:
+        """What an interim update of ``rid`` must count as held besides the spend: the other
+        calls' holds, less what the spend already holds of this call (its rated partials), since
+        the renewed grant is priced from the call's start."""
+        e = self.entries(account, now_ms).get(rid) or {}
+        return self.held(account, now_ms, exclude=rid) - rated_so_far(e)
+
+    def settle(self, records, now_ms: int) -> int:
+        """Apply rated CDRs (dicts with ``account``, ``call_id``, ``cdr_key``, ``cost_micros``,
+        ``switch_id``, ``leg``) to the reservations of their calls. Idempotent: a record already
+        applied changes nothing and writes nothing. Returns how many entries changed."""
+        by_account: dict[str, list] = {}
+        for r in records:
+            if r.get("account") and r.get("call_id"):
+                by_account.setdefault(r["account"], []).append(r)
+        changed = 0
+        for account, recs in by_account.items():
+            if not self._load(account):
+                continue
+            res = self.entries(account, now_ms)
+            n = 0
+            for rid, e in list(res.items()):
+                mine = [r for r in recs if r["call_id"] == e.get("call_id")]
+                if not mine or e.get("settled"):
+                    continue
+                rated = dict(e.get("rated", {}))
+                for r in mine:
+                    rated[r["cdr_key"]] = int(r["cost_micros"])
+                whole = any(is_whole_call(r) for r in mine)
+                if rated == e.get("rated", {}) and not whole:
+                    continue
+                e = {**e, "rated": rated}
+                if whole:
+                    # The call is over and in the spend: hold nothing, forget it soon.
+                    e.update(settled=True, ended=True, expires_ms=min(e["expires_ms"], now_ms + PENDING_AFTER_END_MS))
+                res[rid] = e
+                n += 1
+            if n:
+                self._save(account, res)
+                changed += n
+        return changed
 
     def get(self, account: str, rid: str, now_ms: int) -> dict | None:
         return self.entries(account, now_ms).get(rid)
@@ -278,8 +352,8 @@ class Reservations:
     def add(self, account: str, call: dict, decision: dict, now_ms: int, rid: str | None = None) -> str:
         rid = rid or new_reservation_id(account)
         res = self.entries(account, now_ms)
-        res[rid] = {**call, "amount": decision["reserve_micros"], "granted_s": decision["granted_total_s"],
-                    "ended": False, "expires_ms": now_ms + decision["max_duration_s"] * 1000 + PENDING_AFTER_END_MS}
+        res[rid] = {"call_id": None, **call, "amount": decision["reserve_micros"],
+                    "granted_s": decision["granted_total_s"], "ended": False, "expires_ms": now_ms + decision["max_duration_s"] * 1000 + PENDING_AFTER_END_MS}
         self._save(account, res)
         return rid
 
@@ -302,8 +376,10 @@ class Reservations:
         res = self.entries(account, now_ms)
         if rid not in res:
             return None
-        e = {**res[rid], "amount": min(res[rid]["amount"], amount) if res[rid]["ended"] else amount,
-             "ended": True, "expires_ms": now_ms + PENDING_AFTER_END_MS}
+        old = res[rid]
+        e = {**old, "amount": min(old["amount"], amount) if old["ended"] else amount, "ended": True,
+             # A call its CDR already settled is only kept to answer this report: no longer.
+             "expires_ms": old["expires_ms"] if old.get("settled") else now_ms + PENDING_AFTER_END_MS}
         res[rid] = e
         self._save(account, res)
         return e

@@ -3,7 +3,9 @@
 This is the whole billing step of the account agent as a pure function, so that the agent only
 decodes, calls this, writes the touched states and sends the outputs. Replay rules:
 
-* a CDR whose key the account has already applied is a duplicate: spend does not change;
+* a CDR whose key the account has already applied is a duplicate: spend does not change. Keys
+  are found in the copy's call day and the days next to it, so a re-send whose start moved
+  across midnight UTC is still a duplicate (a shift of under 24 h always is);
 * if it arrives again in the *same* input message (offset at or below the account's recorded
   offset), it is a redelivery after a crash: its rated record and the transitions it caused are
   emitted again with the same ids, because the first emission may have been lost with the
@@ -28,10 +30,13 @@ from streams.core.dedup import UNKNOWN_DIGEST, KeyIndex, content_digest, decode_
 from streams.core.keys import reject_id, legacy_key_of
 from streams.core.periods import MONTHLY, period_bounds, period_of
 from streams.core.reasons import Reason, RejectError
+from streams.core import currency
 from streams.core.tariff.cgr_engine import spans_text
 from streams.core.tariff.extras import apply_coefficient, commission, extras_for, volume_tier
 
 RECENT_EVENTS = 16
+# Day buckets either side of a CDR's call day searched for its key (see ChargeBatch._applied_near).
+ADJACENT_DAYS = 1
 DAY_MS = 86_400_000
 
 
@@ -78,6 +83,10 @@ def make_reject(reason: Reason, detail: str, stage: str, topic: str, partition: 
             "account": account, "rejected_at_ms": now_ms}
 
 
+def _ms_opt(v) -> int | None:
+    return None if v is None else _ms(v)
+
+
 def rated_record(cdr: dict, r, period: str, now_ms: int) -> dict:
     return {
         "cdr_key": cdr["cdr_key"], "account": cdr["account"], "service_user": cdr.get("service_user", ""),
@@ -94,6 +103,9 @@ def rated_record(cdr: dict, r, period: str, now_ms: int) -> dict:
         "rated_at_ms": now_ms, "ingest_ms": cdr.get("ingest_ms", 0),
         "source_partition": cdr.get("source_partition", -1), "source_offset": cdr.get("source_offset", -1),
         "spans": spans_text(r, cdr.get("service", "voice")),
+        "currency": getattr(r, "currency", ""),
+        # A partial keeps its place in the call, so a rerate prices it as its slice (core/partials.py).
+        "partial_seq": int(cdr.get("partial_seq") or 0), "answer_ms": _ms_opt(cdr.get("answer_ms")),
     }
 
 
@@ -127,7 +139,7 @@ class ChargeBatch:
                 self.out.replies.append(replies.applied(cmd, state, [], self.now_ms))
             return
         try:
-            state, events = thresholds.apply_account_command(state, cmd, self.now_ms)
+            state, events = thresholds.apply_account_command(state, currency.provision(cmd, self.book), self.now_ms)
         except (KeyError, ValueError) as exc:
             self.out.command_errors.append(f"{acct}: {exc}")
             if replies.wanted(cmd):
@@ -160,9 +172,9 @@ class ChargeBatch:
         start_ms = _ms(cdr["start_ms"])
         day = _day(start_ms)
         kid = key_id(cdr["cdr_key"])
-        applied = self._applied(acct, state, day, kid, topic)
+        applied = self._applied_near(acct, state, day, kid, topic)
         if applied is None and (legacy := legacy_key_of(cdr)) is not None:   # a key stored by keys v1
-            applied = self._applied(acct, state, day, key_id(legacy), topic)
+            applied = self._applied_near(acct, state, day, key_id(legacy), topic)
         cfg = credit.config(state)
         if applied is not None:
             if replay:
@@ -177,6 +189,7 @@ class ChargeBatch:
             return
         try:
             r = self.rate(cdr, cfg.tariff_plan)
+            currency.check(cfg, r)
         except RejectError as exc:
             self._reject(cdr, exc.reason, exc.detail)
             return
@@ -235,8 +248,9 @@ class ChargeBatch:
         except (RejectError, KeyError, ValueError):
             return
         for item, micros in sub.items:
-            self.out.rated.append(subscription_record(acct, period, item, micros, start_ms, cfg.tariff_plan,
-                                                      version, self.now_ms))
+            self.out.rated.append({**subscription_record(acct, period, item, micros, start_ms, cfg.tariff_plan,
+                                                         version, self.now_ms),
+                                   "currency": currency.plan_currency(self.book, cfg.tariff_plan) or ""})
     def _account_keys(self, acct: str, state: dict) -> dict[str, dict]:
         """This batch's pending entries of an account, set up on its first CDR: the entries its
         value carried (``kpend``, the last batch's) that the store lacks are written again, as
@@ -276,6 +290,25 @@ class ChargeBatch:
         if entry is not None and entry[1] > state["off"].get(topic, -1):
             return None
         return entry
+
+    def _applied_near(self, acct: str, state: dict, day: str, kid: bytes, topic: str) -> tuple[bytes, int] | None:
+        """``_applied`` in the copy's call day, then in the days next to it that hold keys.
+
+        Keys are stored by the call day of the copy that was billed; a re-sent copy whose start
+        moved across midnight UTC (a second's jitter, or a switch that re-derives it in another
+        zone) would otherwise be looked up in the wrong bucket and billed twice. Any shift under
+        24 h moves the day by at most one, so ``ADJACENT_DAYS`` = 1 covers it; larger shifts
+        are not recognised (README, "Correctness rules")."""
+        entry = self._applied(acct, state, day, kid, topic)
+        if entry is not None:
+            return entry
+        held = state["kdays"]           # set up by the _applied call above
+        d = int(day)
+        for step in range(1, ADJACENT_DAYS + 1):
+            for near in (str(d - step), str(d + step)):
+                if near in held and (entry := self._applied(acct, state, near, kid, topic)) is not None:
+                    return entry
+        return None
 
     def _add_key(self, acct: str, state: dict, day: str, kid: bytes, digest: bytes, offset: int) -> None:
         self.index.add(acct, day, kid, digest, offset)

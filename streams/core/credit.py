@@ -28,6 +28,7 @@ class AccountConfig:
     always_allowed: tuple[str, ...] = ()
     max_rate_normal_micros: int | None = None    # the customer's own maximum prices per minute
     max_rate_low_micros: int | None = None       # (seed 000); None: streams.core.profiles defaults
+    currency: str | None = None                  # ISO 4217; None: stored before currencies (any plan's)
 
     def __post_init__(self):
         if self.period_kind not in KINDS:
@@ -49,13 +50,15 @@ class AccountConfig:
         if self.max_rate_normal_micros is not None or self.max_rate_low_micros is not None:
             d["max_rate_normal_micros"] = self.max_rate_normal_micros
             d["max_rate_low_micros"] = self.max_rate_low_micros
+        if self.currency is not None:
+            d["currency"] = self.currency
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "AccountConfig":
         return _cached_config(d["account"], d["timezone"], d["period_kind"], int(d["credit_micros"]),
                               int(d["soft_limit_pct"]), d["tariff_plan"], tuple(d.get("always_allowed") or ()),
-                              d.get("max_rate_normal_micros"), d.get("max_rate_low_micros"))
+                              d.get("max_rate_normal_micros"), d.get("max_rate_low_micros"), d.get("currency"))
 
 
 # Every CDR needs its account's config several times (rating plan, period, limits), and the
@@ -243,7 +246,7 @@ def apply_command(state: dict | None, cmd: dict, now_ms: int) -> tuple[dict, lis
             soft_limit_pct=int(cmd.get("soft_limit_pct") or 80), tariff_plan=cmd.get("tariff_plan") or "default",
             always_allowed=tuple(cmd.get("always_allowed") or ()),
             max_rate_normal_micros=_opt_int(cmd.get("max_rate_normal_micros")),
-            max_rate_low_micros=_opt_int(cmd.get("max_rate_low_micros")))
+            max_rate_low_micros=_opt_int(cmd.get("max_rate_low_micros")), currency=cmd.get("currency") or None)
         if state is None:
             # The account starts in the period of the command's issue time, not of whenever the
             # agent happens to apply it: a replayed or delayed provisioning gives the same state.
@@ -339,4 +342,5 @@ def snapshot(state: dict, now_ms: int) -> dict:
             "spend_micros": state["spend"].get(state["period"], 0), "credit_micros": cfg.credit_micros,
             "soft_limit_micros": soft_limit_micros(cfg), "seq": state["seq"], "updated_ms": now_ms,
             "max_rate_micros_per_min": prof.max_rate_micros_per_min,
-            "allowed_destinations": P.allowed_destinations(prof, cfg.always_allowed)}
+            "allowed_destinations": P.allowed_destinations(prof, cfg.always_allowed),
+            "currency": cfg.currency or ""}

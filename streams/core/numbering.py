@@ -198,16 +198,19 @@ def _lookup(raw: str, ctx: NumberingContext) -> tuple[str, str] | str:
     # No prefix at all: either the national significant number (switches that send
     # nature-of-address "national") or an international number without its exit code
     # ("31201234567" from trunks that send "international" without a '+'). Prefer whichever
-    # is a valid number, national first, and fall back to a merely possible national one.
+    # is a valid number, national first. A number valid in neither reading is refused: taking
+    # the merely possible national reading billed "3320123456" (from a switch that writes
+    # international without '+') as Dutch fixed. ``accept_possible_numbers`` relaxes that
+    # per source, for switches whose ranges phonenumbers does not know yet.
     national = _parse_intl(cc + digits)
     if national and national[1] != "unknown":
         return national
     international = _parse_intl(digits)
     if international and international[1] != "unknown":
         return international
-    if national:
+    if national and ctx.accept_possible_numbers:
         return national
-    return f"{raw!r} is neither a {ctx.country} national number nor an international one"
+    return f"{raw!r} is a valid number neither as a {ctx.country} national number nor as an international one"
 
 
 def to_e164(number: str, ctx: NumberingContext) -> tuple[str, str]:

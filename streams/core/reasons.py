@@ -27,10 +27,12 @@ class Reason(str, Enum):
     ARRAY_BOMB = "array_bomb"                # container or array claims more items than allowed
     NO_TARIFF = "no_tariff"                  # no tariff plan or destination matches (recyclable)
     UNSUPPORTED_FORMAT = "unsupported_format"
+    CURRENCY_MISMATCH = "currency_mismatch"  # the account's plan prices in another currency (recyclable)
 
 
 # Codes whose cause can be fixed by an operator, so `cdrflow recycle` re-publishes them by default.
-RECYCLABLE = frozenset({Reason.UNKNOWN_ACCOUNT, Reason.UNMAPPED_ACCOUNT, Reason.NO_TARIFF})
+RECYCLABLE = frozenset({Reason.UNKNOWN_ACCOUNT, Reason.UNMAPPED_ACCOUNT, Reason.NO_TARIFF,
+                        Reason.CURRENCY_MISMATCH})
 
 HINTS: dict[Reason, str] = {
     Reason.BAD_MAGIC: "the producer must use the Confluent wire format (magic byte 0 + schema id) or an Avro object container",
@@ -51,6 +53,8 @@ HINTS: dict[Reason, str] = {
     Reason.ARRAY_BOMB: "the batch claims more records than allowed; split it",
     Reason.NO_TARIFF: "add the destination or plan to the tariff, then run cdrflow recycle",
     Reason.UNSUPPORTED_FORMAT: "publish a supported record type",
+    Reason.CURRENCY_MISMATCH: "give the account a plan in its currency (or fix the tariff file's currency), "
+                              "then run cdrflow recycle",
 }
 
 

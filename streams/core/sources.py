@@ -25,12 +25,16 @@ class NumberingContext:
     ``trunk_prefix``: national (trunk) prefix, "0" in most of Europe, "1" in NANP.
     ``international_prefix``: exit code, "00" in most of the world, "011" in NANP.
     ``timezone``: IANA zone of the switch clock, for formats that carry local time.
+    ``accept_possible_numbers``: a bare number (no prefix) that is valid neither as a national
+    nor as an international number is rejected invalid_number unless this is true; then its
+    merely possible national reading is taken (typed unknown).
     """
 
     country: str = "NL"
     trunk_prefix: str = "0"
     international_prefix: str = "00"
     timezone: str = "UTC"
+    accept_possible_numbers: bool = False
 
     def __post_init__(self) -> None:
         # Contexts are built once at start-up, so validating eagerly costs nothing at run
@@ -46,13 +50,16 @@ class NumberingContext:
                 raise ValueError(f"{name} must be a string of digits (or empty), got {value!r}")
         if not self.international_prefix:
             raise ValueError("international_prefix must not be empty")
+        if type(self.accept_possible_numbers) is not bool:
+            raise ValueError(f"accept_possible_numbers must be true or false, got {self.accept_possible_numbers!r}")
         try:
             ZoneInfo(self.timezone)
         except Exception as exc:  # ZoneInfoNotFoundError, ValueError on malformed keys
             raise ValueError(f"unknown time zone {self.timezone!r}") from exc
         # The numbering cache keys on (number, context) for every record; a precomputed hash
         # keeps that lookup from rebuilding a field tuple each time.
-        object.__setattr__(self, "_hash", hash((country, self.trunk_prefix, self.international_prefix, self.timezone)))
+        object.__setattr__(self, "_hash", hash((country, self.trunk_prefix, self.international_prefix, self.timezone,
+                                                 self.accept_possible_numbers)))
 
     def __hash__(self) -> int:  # dataclass keeps an explicit __hash__
         return self._hash  # type: ignore[attr-defined]

@@ -74,9 +74,11 @@ def to_switch_cdr(name: str, rec: dict, ctx_for: CtxFor) -> dict:
         raise RejectError(Reason.BAD_FIELD_TYPE, f"{name} record does not map: {type(exc).__name__}: {str(exc)[:160]}") from None
 
 
-def parse_file(fmt: str, path: str | Path, switch_id: str, layout: asterisk.CustomLayout | None = None) -> Iterator[Parsed]:
+def parse_file(fmt: str, path: str | Path, switch_id: str, layout: asterisk.CustomLayout | None = None,
+               carry: kamailio.Carry | None = None) -> Iterator[Parsed]:
     """Parse a switch file; every record gets ``switch_id`` (the file does not carry it).
-    ``layout`` (asterisk-csv only) gives the columns of a cdr_custom file."""
+    ``layout`` (asterisk-csv only) gives the columns of a cdr_custom file; ``carry``
+    (kamailio-acc only) holds half calls over from file to file (streams/formats/kamailio.py)."""
     try:
         _, parser = FILE_FORMATS[fmt]
     except KeyError:
@@ -85,6 +87,8 @@ def parse_file(fmt: str, path: str | Path, switch_id: str, layout: asterisk.Cust
         if fmt != "asterisk-csv":
             raise ValueError(f"a layout file applies to asterisk-csv, not {fmt}")
         parser = lambda data: asterisk.parse_lines(data.splitlines(), layout)  # noqa: E731
+    if carry is not None and fmt == "kamailio-acc":
+        parser = lambda data: kamailio.parse_text(data, carry, Path(path).name)  # noqa: E731
     data = Path(path).read_bytes()
     for p in parser(data):
         if p.record is not None:

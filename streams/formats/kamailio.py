@@ -19,8 +19,13 @@ module writes, in any of its spellings (db_text table, JSON lines, syslog/stderr
   call by call-id and the unordered pair of tags (either side may send the BYE): answer =
   INVITE time, end = BYE time. An INVITE with a final code >= 300 (``missed_calls`` or a
   ``failed_transaction_flag`` row) is an unanswered attempt. An answered INVITE whose BYE
-  is not in the file, or a BYE without its INVITE, is rejected (``missing_field``): its
-  other half is in another file. Times have the table's resolution (whole seconds).
+  is not in the file, or a BYE without its INVITE, is a *half call*: its other half is in
+  another file (the proxy rotated its file while the call was up). Given a :class:`Carry`
+  (``cdrflow collect`` keeps one per spool in its manifest; ``cdrflow publish`` one across
+  the files of one command) the half is held and paired with the next files' rows; it is
+  rejected (``missing_field``) when no file of the next ``CARRY_HOLD_S`` seconds of switch
+  time completes it, or, without a carry or at the last file, at once. Times have the
+  table's resolution (whole seconds).
 * **enriched rows** (one record per call with ``duration``/``setuptime`` already computed,
   e.g. acc_json with extras): read as they are.
 
@@ -37,6 +42,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
 from streams.core.reasons import Reason, RejectError
@@ -121,12 +127,43 @@ _CDR_PREFIX = re.compile(r"log_write_cdr\(\): ")
 _BARE_KV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 
 
-def parse_text(data: bytes | str) -> Iterator[Parsed]:
-    """Records and rejects of one file in line order (a paired call at its INVITE's line).
+# A half call waits this long (switch time: the newest transaction row of a later file minus
+# the half's own newest row) for its other half; longer calls than a day are not expected.
+CARRY_HOLD_S = 86_400
+
+
+@dataclass
+class Carry:
+    """Transaction rows of half calls, held from one file to the next: (raw line, canonical
+    row, origin ``file:line``). ``final``: the file being read is the last one, so nothing is
+    held any more and every half still open is rejected."""
+
+    rows: list[tuple[bytes, dict, str]] = field(default_factory=list)
+    final: bool = False
+    hold_s: float = CARRY_HOLD_S
+    held_now: int = 0   # rows of the file just read that were held (so it is not "empty")
+
+    def to_json(self) -> str:
+        # latin-1 maps every byte to one code point: the raw line round-trips exactly.
+        return json.dumps([[raw.decode("latin-1"), row, origin] for raw, row, origin in self.rows])
+
+    @classmethod
+    def from_json(cls, text: str | None) -> "Carry":
+        rows = json.loads(text) if text else []
+        return cls([(raw.encode("latin-1"), row, origin) for raw, row, origin in rows])
+
+
+def parse_text(data: bytes | str, carry: Carry | None = None, name: str = "") -> Iterator[Parsed]:
+    """Records and rejects of one file in line order (a paired call at its INVITE's line, or at
+    the first of its rows in this file when the INVITE came in an earlier file).
 
     A call both logged as transactions and as a dialog CDR (log_flag with cdr_enable: both go
-    to syslog by default) is kept once, as the dialog CDR: it has millisecond times."""
-    out = list(_parse(data))
+    to syslog by default) is kept once, as the dialog CDR: it has millisecond times.
+    ``carry`` holds half calls over to the next file (module docstring); ``name`` is this
+    file's name, recorded as the origin of the rows it holds."""
+    if carry is not None:
+        carry.held_now = 0
+    out = list(_parse(data, carry, name))
     cdr_calls = {p.record["callid"] for p in out if p.record is not None and p.record.get("_layout") == "cdr"}
     kept = []
     for p in out:
@@ -135,17 +172,17 @@ def parse_text(data: bytes | str) -> Iterator[Parsed]:
             if layout == "transaction" and p.record["callid"] in cdr_calls:
                 continue
         kept.append(p)
-    if not out and data.strip():
+    if not out and data.strip() and not (carry is not None and carry.held_now):
         kept.append(Parsed(0, b"", error=RejectError(Reason.UNSUPPORTED_FORMAT,
                                                          "no Kamailio accounting record in the file")))
     return iter(sorted(kept, key=lambda p: p.line))
 
 
-def _parse(data: bytes | str) -> Iterator[Parsed]:
+def _parse(data: bytes | str, carry: Carry | None = None, name: str = "") -> Iterator[Parsed]:
     data = data.encode() if isinstance(data, str) else data
     lines = data.splitlines()
     cols: list[str] | None = None
-    pending: list[tuple[int, bytes, dict]] = []  # transaction rows, paired once the file is read
+    pending: list[tuple[int, bytes, dict, str]] = []  # transaction rows, paired once the file is read
     for no, raw in enumerate(lines, 1):
         text = raw.decode("utf-8", "replace").strip()
         if not text or text.startswith("#"):
@@ -171,7 +208,7 @@ def _parse(data: bytes | str) -> Iterator[Parsed]:
                 d = _kv(body)
             dc = _canon(d)
             if _is_transaction_row(dc):
-                pending.append((no, raw, dc))
+                pending.append((no, raw, dc, ""))
                 continue
             rec = from_mapping(d)
             if _is_cdr_row(dc):
@@ -179,7 +216,7 @@ def _parse(data: bytes | str) -> Iterator[Parsed]:
             yield Parsed(no, raw, record=rec)
         except RejectError as exc:
             yield Parsed(no, raw, error=exc)
-    yield from _pair(pending)
+    yield from _pair(pending, carry, name)
 
 
 def _log_body(text: str) -> str | None:
@@ -212,14 +249,23 @@ def _code(d: dict) -> int:
         return 0
 
 
-def _pair(rows: list[tuple[int, bytes, dict]]) -> Iterator[Parsed]:
-    """INVITE + BYE transaction rows of one call -> one record with answer time and duration."""
-    calls: dict[str, list[tuple[int, bytes, dict]]] = {}
+def _pair(rows: list[tuple[int, bytes, dict, str]], carry: Carry | None = None, name: str = "") -> Iterator[Parsed]:
+    """INVITE + BYE transaction rows of one call -> one record with answer time and duration.
+
+    Rows are (line, raw, canonical row, origin): origin "" for this file's rows, ``file:line``
+    for rows a ``carry`` held from an earlier file (line 0)."""
+    calls: dict[str, list[tuple[int, bytes, dict, str]]] = {}
+    if carry is not None:
+        for raw, row, origin in carry.rows:
+            calls.setdefault(str(row.get("callid") or ""), []).append((0, raw, row, origin))
+        carry.rows = []
     for row in rows:
         calls.setdefault(str(row[2].get("callid") or ""), []).append(row)
+    newest = max((_time_or_none(r[2]) for r in rows), default=None, key=lambda t: -math.inf if t is None else t)
     for callid, group in calls.items():
-        raw = b"\n".join(r for _, r, _ in group)
-        line = group[0][0]
+        raw = b"\n".join(g[1] for g in group)
+        here = [g[0] for g in group if g[0] > 0]
+        line = min(here) if here else 0
         try:
             if not callid:
                 raise RejectError(Reason.MISSING_FIELD, "callid is absent or empty")
@@ -227,30 +273,68 @@ def _pair(rows: list[tuple[int, bytes, dict]]) -> Iterator[Parsed]:
             byes = [g for g in group if str(g[2].get("method", "")).upper() == "BYE"]
             answered = [g for g in invites if 200 <= _code(g[2]) < 300]
             if answered:
-                no, _, inv = answered[0]
-                line = no
+                no, _, inv = answered[0][:3]
+                line = no or line
                 tags = frozenset((inv.get("from_tag") or "", inv.get("to_tag") or ""))
                 match = [b for b in byes if frozenset((b[2].get("from_tag") or "", b[2].get("to_tag") or "")) == tags]
                 if not match and len(byes) == 1:
                     match = byes  # a B2BUA may rewrite a tag; one BYE for one call-id is still its end
                 if not match:
-                    raise RejectError(Reason.MISSING_FIELD, f"answered INVITE of {callid} has no BYE in this file "
-                                                            "(the call was still up, or its BYE is in the next file)")
+                    if _hold(carry, group, newest, name):
+                        continue
+                    raise RejectError(Reason.MISSING_FIELD, f"answered INVITE of {callid}{_origin(group)} has no BYE "
+                                                            f"{_where(carry)}")
                 talk = _secs(match[0][2].get("start_time")) - _secs(inv.get("start_time"))
                 if talk < 0:
                     raise RejectError(Reason.END_BEFORE_START, f"BYE of {callid} is logged before its INVITE")
                 yield Parsed(line, raw, record={**from_mapping({**inv, "duration": talk}), "_layout": "transaction"})
             elif invites:
                 # Several failed branches of one attempt (serial forking): the last final reply is the call's.
-                no, _, inv = invites[-1]
-                yield Parsed(no, raw, record={**from_mapping({**inv, "duration": 0}), "_layout": "transaction"})
+                no, _, inv = invites[-1][:3]
+                yield Parsed(no or line, raw, record={**from_mapping({**inv, "duration": 0}), "_layout": "transaction"})
             elif byes:
-                raise RejectError(Reason.MISSING_FIELD, f"BYE of {callid} without its INVITE in this file")
+                if _hold(carry, group, newest, name):
+                    continue
+                raise RejectError(Reason.MISSING_FIELD, f"BYE of {callid}{_origin(group)} without its INVITE "
+                                                        f"{_where(carry)}")
             else:
                 raise RejectError(Reason.UNSUPPORTED_FORMAT,
                                   f"{group[0][2].get('method')} rows of {callid} are no call (only INVITE and BYE are billed)")
         except RejectError as exc:
             yield Parsed(line, raw, error=exc)
+
+
+def _time_or_none(row: dict) -> float | None:
+    try:
+        return _secs(row.get("start_time"))
+    except (RejectError, ValueError):
+        return None
+
+
+def _hold(carry: Carry | None, group: list, newest: float | None, name: str) -> bool:
+    """Keep a half call for the next file, unless this is the last file or it waited too long."""
+    if carry is None or carry.final:
+        return False
+    own = [t for t in (_time_or_none(g[2]) for g in group) if t is not None]
+    if newest is not None and own and newest - max(own) > carry.hold_s:
+        return False
+    for no, raw, row, origin in group:
+        carry.rows.append((raw, row, origin or f"{name}:{no}"))
+        carry.held_now += bool(no)
+    return True
+
+
+def _origin(group: list) -> str:
+    held = [g[3] for g in group if g[3]]
+    return f" (held from {', '.join(held)})" if held else ""
+
+
+def _where(carry: Carry | None) -> str:
+    if carry is None:
+        return "in this file (the call was still up, or its other half is in the next file)"
+    if carry.final:
+        return "in this file or the files before it (the last file given)"
+    return f"within {carry.hold_s:g} s of switch time in the files after it"
 
 
 def _dbtext_split(text: str) -> list[str]:

@@ -71,7 +71,8 @@ def test_account_list_filters_and_json(env, capsys):
     assert [r["account"] for r in mine] == ACCOUNTS
     assert {r["credit"] for r in mine if r["account"] != "LIST-02"} == {"10.000000"}
     assert main(["account", "list", "--profile", "blocked", "--json", *boot]) == 0
-    assert [r["account"] for r in json.loads(capsys.readouterr().out)] == ["LIST-00"]
+    # LIST-02: spend 0 has reached a credit of 0, so it is blocked too.
+    assert [r["account"] for r in json.loads(capsys.readouterr().out)] == ["LIST-00", "LIST-02"]
     # Over 1 %: spend 0 of 10.00 is not; spend 0 of credit 0 is (0 * 100 >= 1 * 0).
     assert main(["account", "list", "--over-pct", "1", "--json", *boot]) == 0
     assert [r["account"] for r in json.loads(capsys.readouterr().out)] == ["LIST-02"]
@@ -90,8 +91,8 @@ def test_http_accounts_gathers_every_worker(env):
         status, body = _get(port, "")
         assert status == 200 and body["workers"] == 2, (name, body)
         assert [r["account"] for r in body["accounts"] if r["account"].startswith("LIST-")] == ACCOUNTS
-        status, body = _get(port, f"?profile=blocked&period={month}")
-        assert status == 200 and [r["account"] for r in body["accounts"]] == ["LIST-00"]
+        status, body = _get(port, f"?profile=blocked&period={month}&over_pct=0")
+        assert status == 200 and [r["account"] for r in body["accounts"]] == ["LIST-00", "LIST-02"]
         assert body["accounts"][0]["spend"] == "0.000000" and body["accounts"][0]["used_pct"] == "0.0"
     port = next(iter(env.worker_ports.values()))
     status, body = _get(port, "?over_pct=1")
@@ -114,3 +115,18 @@ def test_account_load_waits_for_every_reply(env, capsys, tmp_path):
     states = latest_states(env.client_conf)
     assert {a: states[a]["credit_micros"] for a in ("LOAD-1", "LOAD-2", "LOAD-5")} == {
         "LOAD-1": 1_000_000, "LOAD-2": 2_500_000, "LOAD-5": 5_000_000}
+
+
+def test_currency_is_stored_on_the_account_and_a_mismatch_is_refused(env, capsys):
+    """Issue 10 (currency): the default tariff prices in EUR (streams/data/tariff_default.yaml)."""
+    from streams.cli.main import main
+
+    boot = ["--bootstrap", env.client_conf["bootstrap.servers"]]
+    assert main(["account", "create", "CUR-USD", "--credit", "1", "--currency", "USD", *boot]) == 1
+    assert "refused: provision for CUR-USD: invalid_command (plan 'default' prices in EUR, the account is " \
+           "billed in USD)" in capsys.readouterr().err
+    assert main(["account", "create", "CUR-EUR", "--credit", "1", *boot]) == 0
+    assert "credit 1.000000 EUR" in capsys.readouterr().out
+    assert main(["account", "list", "--json", *boot]) == 0
+    rows = {r["account"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["CUR-EUR"]["currency"] == "EUR" and "CUR-USD" not in rows

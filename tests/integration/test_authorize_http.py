@@ -1,7 +1,8 @@
 """/authorize, /call-update and /call-end on a real worker (issue 10 holes 1, 3 and 4).
 
 One local stack (tansu + one worker, no sink): a blocked account must not reach India through
-'911'; concurrent calls of one account each get a quota; reservations survive a worker SIGKILL.
+'911'; concurrent calls of one account each get a quota; a call authorised with its call id is
+no longer held once its rated CDR lands; reservations survive a worker SIGKILL.
 Bounded: every wait has a timeout, the stack is stopped by PID in all cases."""
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def test_authorisation_rules_on_the_owning_worker(tmp_path):
         stack.wait_workers_ready(120)
         now = utc_now_ms()
         pub = Publisher(stack.client_conf)
-        pub.commands([provision("AUTH1", 1_200_000, ["112"], now),
+        pub.commands([provision("AUTH1", 1_200_000, ["112"], now), provision("AUTH2", 1_000_000, ["112"], now),
                       provision("AUTHB", 1_000_000, ["112", "911", "999"], now),
                       {**provision("AUTHB", 0, [], now), "command_id": "blk", "action": "set_profile",
                        "profile": "blocked", "credit_micros": None, "always_allowed": None}])
@@ -80,6 +81,26 @@ def test_authorisation_rules_on_the_owning_worker(tmp_path):
         d = ask("AUTH1", "+442071234567").json()
         assert (d["allowed"], d["max_duration_s"], d["reserve_micros"]) == (True, 234, 234_000)
 
+        # The rated CDR settles the call authorised with its call id (the canonical CDR's call_id).
+        call_id = "a84b4c76e66710@pc33.example.com"
+        c = ask("AUTH2", "+442071234567", call_id=call_id).json()
+        assert (c["allowed"], c["reserve_micros"], c["call_id"]) == (True, 300_000, call_id), c
+        held = lambda: get("/reservations", account="AUTH2").json()["held_micros"]  # noqa: E731
+        assert held() == 300_000
+        # 61 s answered: 60 s + 1 * 6 s = 66 s * 0.06/60 = 0.066 held after the call-end ...
+        assert get("/call-end", account="AUTH2", reservation=c["reservation"], duration=61).json()["held_micros"] == 66_000
+        end_ms = utc_now_ms()
+        pub.cdrs([{"switch_id": "kam-1", "call_id": call_id, "leg": "A", "partial_seq": 0, "partial_final": True,
+                   "correlation_id": None, "account": "AUTH2", "service_user": "u1", "direction": "outbound",
+                   "caller": "0201234567", "presented_cli": None, "called": "+442071234567", "trunk": "kpn-1",
+                   "start_ms": end_ms - 65_000, "answer_ms": end_ms - 61_000, "end_ms": end_ms, "duration_s": 65,
+                   "billsec_s": 61, "disposition": "ANSWERED", "service": "voice"}], "single")
+        pub.flush()
+        # ... and nothing once the CDR's 0.066 is in the spend: long before the 5-minute expiry.
+        wait_until(lambda: held() == 0, 60, what="the rated CDR to settle the reservation", check=stack.check_alive)
+        d = ask("AUTH2", "112").json()                 # always allowed: reserves nothing, shows the balance
+        assert (d["spend_micros"], d["reserved_micros"], d["remaining_micros"]) == (66_000, 0, 934_000), d
+
         # Hole 4: SIGKILL the worker; the restarted one reads the reservations table's changelog
         # and still holds 1.20 in all: nothing is left for another call.
         stack.children["worker-1"].kill()
@@ -92,6 +113,10 @@ def test_authorisation_rules_on_the_owning_worker(tmp_path):
                    check=stack.check_alive)
         after = ask("AUTH1", "+442071234567").json()
         assert (after["allowed"], after["reason"], after["remaining_micros"]) == (False, "no_credit_left", 0), after
+        # The settlement was durable too (and the redelivered cdr.rated batch credits nothing twice).
+        assert held() == 0
+        d = ask("AUTH2", "112").json()
+        assert (d["spend_micros"], d["reserved_micros"], d["remaining_micros"]) == (66_000, 0, 934_000), d
         r = ask("NOBODY", "0201234567")
         assert r.status_code == 404 and r.json()["reason"] == "unknown_account"
     finally:

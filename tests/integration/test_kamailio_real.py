@@ -8,7 +8,9 @@ of known hold times through it: two answered (the callee rings 1 s first), one b
 one cancelled by the caller while ringing (487). Kamailio's own files then go through the
 same path as ``cdrflow publish --format kamailio-acc`` (formats.parse_file, the Avro
 container) and the Normalizer, are priced with a small tariff, and are published for real
-through publish_files to a tansu broker and read back.
+through publish_files to a tansu broker and read back. Last, the same files are dropped into a
+spool and collected by the real ``cdrflow collect --once`` process (then dropped in again, and
+not published twice).
 
 Expected values are read independently from Kamailio's files (plain text parsing here) and
 from the SIPp hold times; nothing is computed with the code under test.
@@ -157,12 +159,12 @@ def _by_called(cdrs: list[dict]) -> dict[str, dict]:
     return out
 
 
-def _common_checks(cdrs: list[dict]) -> dict[str, dict]:
+def _common_checks(cdrs: list[dict], switch: str = SWITCH) -> dict[str, dict]:
     got = _by_called(cdrs)
     assert set(got) == set(E164.values())
     for called, account, _, _ in CALLS:
         c = got[E164[called]]
-        assert c["caller_e164"] == "+31201234567" and c["account"] == account and c["switch_id"] == SWITCH
+        assert c["caller_e164"] == "+31201234567" and c["account"] == account and c["switch_id"] == switch
     assert got["+31301112233"]["disposition"] == "BUSY" and got["+31301112233"]["billsec_s"] == 0
     assert got["+31302223344"]["disposition"] == "NO ANSWER" and got["+31302223344"]["billsec_s"] == 0
     check_costs(got)
@@ -288,3 +290,124 @@ def test_published_through_the_broker(kamailio_output, broker):  # noqa: F811 - 
     for c in cdrs:
         by_key.setdefault(c["cdr_key"], set()).add((c["called_e164"], c["account"], c["disposition"]))
     assert len(by_key) == 4 and all(len(v) == 1 for v in by_key.values())
+
+
+def _answered_by_layout(out: Path) -> list[dict[str, tuple[int, int]]]:
+    """Per file Kamailio wrote, {called E.164: (billsec, answer_ms)} of its answered calls, read
+    independently from the file (the rounding rules of the module docstring and the tests above)."""
+    cdr = {E164[r["dst_user"]]: (math.ceil(float(r["duration"])), int(r["start_time"]) * 1000)
+           for r in _dbtext_rows(out / "db" / "acc_cdrs") if r["sip_code"] == "200"}
+    rows = _dbtext_rows(out / "db" / "acc")
+    tx = {}
+    for inv in (r for r in rows if r["method"] == "INVITE" and r["sip_code"] == "200"):
+        bye = next(r for r in rows if r["method"] == "BYE" and r["callid"] == inv["callid"])
+        tx[E164[inv["dst_user"]]] = (int(bye["time"]) - int(inv["time"]), int(inv["time"]) * 1000)
+    log = {}
+    for line in (out / "kamailio.log").read_text().splitlines():
+        if "log_write_cdr(): " in line:
+            kv = dict(p.strip().split("=", 1) for p in line.split("log_write_cdr(): ", 1)[1].split(";"))
+            if kv["sip_code"] == "200":
+                log[E164[kv["dst_user"]]] = (math.ceil(float(kv["duration"])), round(float(kv["start_time"]) * 1000))
+    return [cdr, tx, log]
+
+
+def test_collected_from_a_spool_by_the_cdrflow_collect_process(kamailio_output, broker, tmp_path):  # noqa: F811
+    """`cdrflow collect --once` (the real CLI process) over a spool holding every file Kamailio
+    wrote: each file published once, moved to done/ unchanged, and every call rated as above;
+    the same files dropped in again are recognised and not published a second time."""
+    import os
+    import sys
+
+    from tests.integration.test_collect_kill import drain
+
+    collect_switch = "kam-ams-collect"   # tells this test's records from the publish test's on cdr.raw
+    names = {"acc_cdrs": kamailio_output / "db" / "acc_cdrs", "acc": kamailio_output / "db" / "acc",
+             "missed_calls": kamailio_output / "db" / "missed_calls", "kamailio.log": kamailio_output / "kamailio.log"}
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    for name, src in names.items():
+        shutil.copy(src, spool / name)
+    root = Path(__file__).resolve().parents[2]
+    cmd = [str(Path(sys.executable).parent / "cdrflow"), "collect", str(spool), "--format", "kamailio-acc",
+           "--switch-id", collect_switch, "--settle", "0", "--once", "--bootstrap", broker["bootstrap.servers"]]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, cwd=root)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert "collected 4 files (0 to failed/)" in r.stderr, r.stderr[-3000:]
+    assert sorted(p.name for p in spool.iterdir() if not p.name.startswith(".")) == ["done"]
+    for name, src in names.items():
+        assert (spool / "done" / name).read_bytes() == src.read_bytes()
+
+    def collected() -> list[list[dict]]:
+        values = drain(broker, topics.RAW, quiet_s=2.0, limit_s=30)
+        now = int(time.time() * 1000)
+        res = Normalizer(4, SOURCES).run_safe([Msg(topics.RAW, 0, i, now, v) for i, v in enumerate(values)], now)
+        assert not res.rejects, res.rejects
+        groups: dict[int, list[dict]] = {}
+        for c in (c for v in res.by_partition.values() for c in v if c["switch_id"] == collect_switch):
+            groups.setdefault(c["source_offset"], []).append(c)
+        return list(groups.values())
+
+    groups = collected()
+    # One message per file (batch mode): dialog CDRs 4, transaction pairs 4, missed_calls 2, log 4.
+    assert sorted(len(g) for g in groups) == [2, 4, 4, 4]
+    assert len({c["cdr_key"] for g in groups for c in g}) == 4     # each call one key across layouts
+    missed = next(g for g in groups if len(g) == 2)
+    assert sorted((c["called_e164"], c["disposition"], c["billsec_s"]) for c in missed) == [
+        ("+31301112233", "BUSY", 0), ("+31302223344", "NO ANSWER", 0)]
+    answered = []
+    for g in (g for g in groups if len(g) == 4):
+        got = _common_checks(g, collect_switch)   # E.164 numbers, accounts, dispositions, costs
+        answered.append({k: (c["billsec_s"], c["answer_ms"]) for k, c in got.items() if c["disposition"] == "ANSWERED"})
+    want = _answered_by_layout(kamailio_output)
+    assert [len(w) for w in want] == [2, 2, 2]                      # the 2 s and the 3 s call
+    assert sorted(answered, key=repr) == sorted(want, key=repr)
+    for layout in want:
+        for called, (billsec, _) in layout.items():
+            hold = HOLD[next(k for k, v in E164.items() if v == called)] // 1000
+            assert hold - 1 <= billsec <= hold + 1, (called, billsec)
+
+    # Dropped in again (a switch re-sending its files): recognised by path, size and hash.
+    for name, src in names.items():
+        shutil.copy(src, spool / name)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, cwd=root)
+    assert r.returncode == 0 and "collected 0 files" in r.stderr, r.stderr[-3000:]
+    assert sorted(p.name for p in (spool / "done").iterdir()) == sorted([*names, *(f"{n}.1" for n in names)])
+    assert sorted(len(g) for g in collected()) == [2, 4, 4, 4]
+
+
+def test_half_calls_across_a_rotation_are_paired_by_collect(kamailio_output, broker, tmp_path):  # noqa: F811
+    """Kamailio's real ``acc`` table cut where a rotation would cut it: the INVITE rows in one
+    file, the BYE rows in the next. `cdrflow collect` holds the answered INVITEs in its
+    manifest and pairs them with the next file's BYEs: every call billed, nothing rejected."""
+    import os
+    import sys
+
+    from tests.integration.test_collect_kill import drain
+
+    switch = "kam-ams-rotated"
+    lines = (kamailio_output / "db" / "acc").read_text().splitlines()
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    for n, (name, method) in enumerate((("acc.1", ":INVITE:"), ("acc.2", ":BYE:"))):
+        f = spool / name
+        f.write_text("\n".join([lines[0], *(x for x in lines[1:] if method in x)]) + "\n")
+        os.utime(f, (1_700_000_000 + n, 1_700_000_000 + n))   # collected oldest first, as rotated
+    root = Path(__file__).resolve().parents[2]
+    cmd = [str(Path(sys.executable).parent / "cdrflow"), "collect", str(spool), "--format", "kamailio-acc",
+           "--switch-id", switch, "--settle", "0", "--once", "--bootstrap", broker["bootstrap.servers"]]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(root)},
+                       cwd=root)
+    assert r.returncode == 0 and "collected 2 files (0 to failed/)" in r.stderr, r.stderr[-3000:]
+    values = drain(broker, topics.RAW, quiet_s=2.0, limit_s=30)
+    rejected = drain(broker, topics.REJECTED, quiet_s=1.0, limit_s=10)
+    now = int(time.time() * 1000)
+    res = Normalizer(4, SOURCES).run_safe([Msg(topics.RAW, 0, i, now, v) for i, v in enumerate(values)], now)
+    cdrs = [c for v in res.by_partition.values() for c in v if c["switch_id"] == switch]
+    got = _common_checks(cdrs, switch)
+    rows = _dbtext_rows(kamailio_output / "db" / "acc")
+    for inv in (x for x in rows if x["method"] == "INVITE" and x["sip_code"] == "200"):
+        bye = next(x for x in rows if x["method"] == "BYE" and x["callid"] == inv["callid"])
+        c = got[E164[inv["dst_user"]]]
+        assert (c["disposition"], c["billsec_s"]) == ("ANSWERED", int(bye["time"]) - int(inv["time"]))
+    assert not [v for v in rejected if b"acc.1" in v or b"acc.2" in v]   # no half rejected

@@ -101,14 +101,16 @@ def test_rows_without_the_field_land_empty():
 
 @pytest.mark.parametrize("version,guard", [((18, 16, 1), ""), ((26, 9, 2), "IF NOT EXISTS ")])
 def test_spans_column_ddl(version, guard):
-    assert "spans" == column_names("cdr_rated")[-1]
+    # currency: migration 9; partial_seq, answer_ms: migration 10
+    assert ["spans", "currency", "partial_seq", "answer_ms"] == column_names("cdr_rated")[-4:]
     # The current CREATE has the column; migrations 1 and 7 keep sending their original SQL
     # (without it) and migration 8 adds it, on old databases and fresh ones alike.
-    assert "    spans String\n" in ddl.create_cdr_rated("db", version)
-    assert "    spans String\n" in ddl.create_cdr_commissions("db", version)
+    assert "    spans String,\n" in ddl.create_cdr_rated("db", version)
+    assert "    spans String,\n" in ddl.create_cdr_commissions("db", version)
     sql = {n: build("db", version) for n, _name, build in ddl.MIGRATIONS}
     assert "spans" not in sql[1][0] and "spans" not in sql[7][0]
-    assert sql[1][0] == ddl.create_cdr_rated("db", version).replace(",\n    spans String", "")
+    assert sql[1][0] == ddl.create_cdr_rated("db", version).replace(",\n    spans String", "").replace(
+        ",\n    currency String", "").replace(",\n    partial_seq Int32,\n    answer_ms Nullable(Int64)", "")
     assert sql[8] == [
         f"ALTER TABLE `db`.`cdr_rated` ADD COLUMN {guard}spans String DEFAULT ''",
         f"ALTER TABLE `db`.`cdr_commissions` ADD COLUMN {guard}spans String DEFAULT ''",

@@ -180,6 +180,7 @@ def test_rating_fields(book):
         "charged_s": 66, "rate_micros": 50_000, "rate_unit_s": 60, "connect_fee_micros": 100_000,
         "destination": "d60then6", "prefix": "4440", "tariff_plan": "default", "tariff_version": "v1",
         "spans": (),   # the cost breakdown is filled only for CGRateS-semantics plans
+        "currency": "EUR",   # the tariff file's currency (absent = EUR; streams/core/currency.py)
     }
     with pytest.raises(AttributeError):
         r.cost_micros = 1  # type: ignore[misc]

@@ -637,6 +637,11 @@ def build_cgrates_book(raw: Mapping[str, Any], path: str):
     rd = c.get("rounding_decimals", 5)
     if not isinstance(rd, int) or not 0 <= rd <= 6:
         raise TariffError(path, None, "rounding_decimals must be 0..6", "cgrates.rounding_decimals")
+    from streams.core.currency import of_document
+    try:
+        currency = of_document(raw)
+    except ValueError as exc:
+        raise TariffError(path, None, str(exc), "currency") from None
     depth = c.get("fallback_depth", 3)
     if not isinstance(depth, int) or depth < 1:
         raise TariffError(path, None, "fallback_depth must be a positive integer", "cgrates.fallback_depth")
@@ -746,7 +751,7 @@ def build_cgrates_book(raw: Mapping[str, Any], path: str):
             seen.add(vid)
             versions.append(Version(vid, ns // MS_NS, {}, {}, RoundingRule(), Extras()))
         plans[name] = Plan(name, tz_name, versions, [v.effective_from_ms for v in versions],
-                           rater=_Rater(data, key))
+                           rater=_Rater(data, key), currency=currency)
     return TariffBook(plans, source=path)
 
 

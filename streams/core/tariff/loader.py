@@ -548,6 +548,11 @@ def build_book(raw: Any, path: str) -> TariffBook:
     if not isinstance(raw, dict) or not isinstance(raw.get("plans"), dict) or not raw["plans"]:
         ctx.fail(raw, "plans", "", "the file must have a non-empty 'plans' mapping")
     ctx.keys(raw, {"plans", "format", "description", "currency"}, "")
+    from streams.core.currency import of_document
+    try:
+        currency = of_document(raw)
+    except ValueError as exc:
+        ctx.fail(raw, "currency", "", str(exc))
     plans: dict[str, Plan] = {}
     for pname, pnode in raw["plans"].items():
         where = f"plans.{pname}"
@@ -586,7 +591,7 @@ def build_book(raw: Any, path: str) -> TariffBook:
                 merged = _merge(seen[ext], vnode)
             seen[vid] = merged
             versions.append(_build_version(ctx, tz, vid, eff, merged, w))
-        plans[pname] = Plan(pname, tz, versions, [v.effective_from_ms for v in versions])
+        plans[pname] = Plan(pname, tz, versions, [v.effective_from_ms for v in versions], currency=currency)
     # A commission priced by another plan must name a plan of this same file: a live update
     # replaces files per plan, and a dangling reference would only fail at rating time.
     for pname, pnode in raw["plans"].items():

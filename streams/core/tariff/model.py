@@ -154,6 +154,7 @@ class Rating(NamedTuple):
     # CGRateS-rated plans: the cost breakdown, one tuple per time span
     # (start_ms, duration_ns, rate, unit_ns, increment_ns, increments, cost_nanos); see cgr_engine.
     spans: tuple = ()
+    currency: str = ""              # the plan's currency (set by TariffBook.rate)
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,3 +239,4 @@ class Plan:
     versions: list[Version]
     starts: list[int]               # effective_from_ms of versions, sorted, for bisect
     rater: object | None = None     # callable(cdr, plan) -> Rating for CGRateS-semantics plans (cgr_engine)
+    currency: str = "EUR"           # the tariff file's currency (streams/core/currency.py)

@@ -172,6 +172,12 @@ class TariffBook:
         return None
 
     def rate(self, cdr: Mapping[str, Any], plan: str = "default") -> Rating:
+        r = self._rate(cdr, plan)
+        # Every rating carries its plan's currency onto the rated row (streams/core/currency.py).
+        cur = self._plans[plan].currency
+        return r if r.currency == cur else r._replace(currency=cur)
+
+    def _rate(self, cdr: Mapping[str, Any], plan: str = "default") -> Rating:
         if cdr.get("partial_seq"):
             # A partial is priced as its slice of the whole call, so per-call rules (connect
             # fee, minimum, rounding, max cost) apply once per call (streams/core/partials.py).
