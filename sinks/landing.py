@@ -47,6 +47,10 @@ TABLE_OF = {
     "account.v1.Notification": "notifications",
 }
 
+# Messages that do not decode, or decode to a type with no table, land here with their bytes.
+ERRORS_TABLE = "landing_errors"
+MAX_ERROR_DETAIL = 1000
+
 
 # ------------------------------------------------------------------------------ pure helpers
 
@@ -64,6 +68,8 @@ def row_key(table: str, rec: dict) -> Any:
         return rec["reject_id"]
     if table == "notifications":
         return rec["notification_id"]
+    if table == ERRORS_TABLE:
+        return (rec["source_topic"], rec["source_partition"], rec["source_offset"])
     return (rec["account"], rec["seq"])
 
 
@@ -218,14 +224,26 @@ class Sink:
             return  # a tombstone on a compacted topic: nothing to land
         try:
             name, record = self.decode(value)
-            table = TOPIC_TABLE.get(msg.topic()) or TABLE_OF[name]
-            self.batch.add(table, records_of(name, record))
         except Exception as exc:
-            # The workers wrote these topics, so this is not a CDR to reject: log and count it.
-            self.metrics.undecodable.inc()
-            self.metrics.n_undecodable += 1
-            log.error("event=undecodable topic=%s partition=%d offset=%d error=%r",
-                      msg.topic(), msg.partition(), msg.offset(), exc)
+            self._land_error(msg, value, getattr(getattr(exc, "reason", None), "value", "undecodable"), repr(exc))
+            return
+        table = TOPIC_TABLE.get(msg.topic()) or TABLE_OF.get(name)
+        if table is None:
+            self._land_error(msg, value, "unknown_schema", f"no landing table for record type {name!r}")
+            return
+        self.batch.add(table, records_of(name, record))
+
+    def _land_error(self, msg, value: bytes, reason: str, detail: str) -> None:
+        # The workers wrote these topics, so this is no CDR to reject; but dropping it would lose
+        # it without a trace once its offset commits: it lands in landing_errors with its bytes.
+        self.metrics.undecodable.inc()
+        self.metrics.n_undecodable += 1
+        log.error("event=undecodable topic=%s partition=%d offset=%d reason=%s error=%s",
+                  msg.topic(), msg.partition(), msg.offset(), reason, detail[:200])
+        self.batch.add(ERRORS_TABLE, [{
+            "source_topic": msg.topic(), "source_partition": msg.partition(), "source_offset": msg.offset(),
+            "reason": reason, "detail": detail[:MAX_ERROR_DETAIL], "raw": bytes(value),
+            "landed_at_ms": time.time_ns() // 1_000_000}])
 
     def insert_batch(self) -> int:
         """Insert every table of the batch not landed yet; raises if ClickHouse fails."""

@@ -23,6 +23,9 @@ PERIODS = "financial.periods"    # financial-period decisions, key = account|per
 
 ACCOUNT_TABLE = "accounts"       # Faust table name; changelog is cdrflow-accounts-changelog
 KEYS_TABLE = "cdrkeys"           # applied CDR keys per (account, day, hash prefix); cdrflow-cdrkeys-changelog
+RESERVATIONS_TABLE = "reservations"  # authorize agent's open reservations; cdrflow-reservations-changelog
+# Every Faust table (tests/unit/test_changelog_topics.py compares this with the app's tables).
+TABLES = (ACCOUNT_TABLE, KEYS_TABLE, RESERVATIONS_TABLE)
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,7 @@ def changelog_topic(app_id: str) -> str:
 
 def changelog_topics(app_id: str) -> list[str]:
     """Every Faust table's changelog (each co-partitioned with the account topics)."""
-    return [changelog_topic(app_id), f"{app_id}-{KEYS_TABLE}-changelog"]
+    return [f"{app_id}-{table}-changelog" for table in TABLES]
 
 
 @dataclass(frozen=True)

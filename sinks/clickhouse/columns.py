@@ -90,6 +90,13 @@ TABLES: dict[str, tuple[Column, ...]] = {
         _c("allowed_destinations", "strs"),
         _c("currency", "str", default=""),           # the account's currency; migration 9
     ),
+    # Messages the sink read but could not land (sinks/landing.py), kept with their raw bytes
+    # instead of a log line; migration 11.
+    "landing_errors": (
+        _c("source_topic", "lc_str"), _c("source_partition", "i32"), _c("source_offset", "i64"),
+        _c("reason", "lc_str"), _c("detail", "str"), _c("raw", "bytes"),
+        _c("landed_at", "time", "landed_at_ms"),
+    ),
 }
 
 

@@ -205,6 +205,13 @@ def add_partial_columns(database: str, version: Version) -> list[str]:
     return out
 
 
+def create_landing_errors(database: str, version: Version, as_of: int | None = None) -> str:
+    # (topic, partition, offset) is the message's identity: a batch re-read after a crash lands
+    # its errors once. No time partition: landed_at is wall clock, a replay could cross months.
+    return _replacing_table(database, version, "landing_errors",
+                            "(source_topic, source_partition, source_offset)", as_of=as_of)
+
+
 # Append only; never renumber or edit an applied migration — add a new one instead.
 MIGRATIONS: list[tuple[int, str, Callable[[str, Version], list[str]]]] = [
     (1, "cdr_rated", lambda db, v: [create_cdr_rated(db, v, as_of=1)]),
@@ -217,6 +224,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[str, Version], list[str]]]] = [
     (8, "cdr_rated_spans", lambda db, v: add_spans_column(db, v)),
     (9, "cdr_rated_currency", lambda db, v: add_currency_column(db, v)),
     (10, "cdr_rated_partials", lambda db, v: add_partial_columns(db, v)),
+    (11, "landing_errors", lambda db, v: [create_landing_errors(db, v, as_of=11)]),
 ]
 
 

@@ -36,9 +36,10 @@ def test_counters_count_rows_landed_per_table_across_batches():
     consumer.messages = [Msg("cdr.rejected", 0, 1, b"reject:8"), Msg("cdr.rejected", 0, 2, b"reject:9")]
     _land(sink, consumer)
     c = sink.counters()
-    # 2 distinct rated rows in batch 1; 1 + 2 rejects over both batches (hand count of the inputs).
-    assert c["rows_landed"] == {"cdr_rated": 2, "cdr_rejected": 3}
-    assert c["rows_inserted"] == 5 and c["batches"] == 2 and c["undecodable"] == 1
+    # 2 distinct rated rows in batch 1; 1 + 2 rejects over both batches; the junk message is one
+    # landing_errors row (hand count of the inputs).
+    assert c["rows_landed"] == {"cdr_rated": 2, "cdr_rejected": 3, "landing_errors": 1}
+    assert c["rows_inserted"] == 6 and c["batches"] == 2 and c["undecodable"] == 1
     # The same totals as what the backend actually received.
     received: dict = {}
     for table, n, _ in backend.inserts:

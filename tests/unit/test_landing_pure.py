@@ -122,11 +122,13 @@ def test_insert_then_commit_and_undecodable_is_counted(monkeypatch):
     for m in consumer.consume(10, 0):
         sink.add_message(m)
     assert sink.flush()
-    assert [(t, n) for t, n, _ in backend.inserts] == [("db.cdr_rated", 1), ("db.cdr_rejected", 1)]
+    # The undecodable message lands in landing_errors (tests/unit/test_landing_errors.py), not dropped.
+    assert [(t, n) for t, n, _ in backend.inserts] == [("db.cdr_rated", 1), ("db.cdr_rejected", 1),
+                                                       ("db.landing_errors", 1)]
     assert backend.inserts[0][2]["async_insert"] == 0
     assert backend.inserts[0][2]["insert_deduplication_token"].startswith("cdr_rated|cdr.rated:0:5-6|")
     assert consumer.log == [("commit", [("account.state", 0, 2), ("cdr.rated", 0, 7), ("cdr.rejected", 2, 10)])]
-    assert sink.metrics.n_undecodable == 1 and sink.metrics.n_batches == 1 and sink.metrics.n_rows == 2
+    assert sink.metrics.n_undecodable == 1 and sink.metrics.n_batches == 1 and sink.metrics.n_rows == 3
 
 
 def test_failure_retries_paused_and_commits_only_after_success(monkeypatch):
