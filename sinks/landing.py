@@ -422,6 +422,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--portal-port", type=int, default=int(os.environ.get("CDRFLOW_SINK_PORTAL_PORT", "0")),
                    help="also serve the self-care portal on this port over the sink's backend (chdb allows one "
                         "process per data path); 0 = off (env CDRFLOW_SINK_PORTAL_PORT; bind: CDRFLOW_PORTAL_HOST)")
+    p.add_argument("--sql-port", type=int, default=int(os.environ.get("CDRFLOW_SINK_SQL_PORT", "0")),
+                   help="ClickHouse HTTP interface over a chdb store, for analysts and the CLI while the sink "
+                        "holds it; 0 = any free port, -1 = off (env CDRFLOW_SINK_SQL_PORT)")
+    p.add_argument("--sql-host", default=os.environ.get("CDRFLOW_SINK_SQL_HOST", "127.0.0.1"),
+                   help="address of the SQL interface (env CDRFLOW_SINK_SQL_HOST)")
     p.add_argument("--group", default=GROUP)
     p.add_argument("--topics", default=",".join(TOPICS))
     p.add_argument("--batch-rows", type=int, default=20_000)
@@ -461,6 +466,15 @@ def main(argv=None) -> int:
     server = serve_status(sink, args.status_port, args.status_host) if args.status_port else None
     if server:
         log.info("event=status_listening host=%s port=%d", *server.server_address[:2])
+    sql = None
+    if backend.kind == "chdb" and args.sql_port >= 0:
+        # chdb admits one process per data path: analysts and the CLI query through this one.
+        from sinks import sql_http
+        st = get_settings()
+        sql = sql_http.start_for_sink(
+            backend, args.sql_host, args.sql_port,
+            st.sql_http_password.get_secret_value() if st.sql_http_password else None,
+            st.analyst_user, st.analyst_password.get_secret_value() if st.analyst_password else None)
     portal = None
     if args.portal_port:
         from streams.portal.embedded import start_for_sink
@@ -480,6 +494,8 @@ def main(argv=None) -> int:
             server.shutdown()
         if portal:
             portal.stop()
+        if sql:
+            sql.stop()
         consumer.close()
         backend.close()
         log.info("event=sink_stop rc=%d", rc)

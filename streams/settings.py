@@ -81,6 +81,13 @@ class Settings(BaseSettings):
     portal_login_max_per_address: int = 20     # failed logins per client address in the window before lockout
     portal_login_window_s: int = 900
     portal_login_lockout_s: int = 900          # refused (without a password check) this long after the last failure
+    # The sink's ClickHouse HTTP interface over its chdb store (sinks/sql_http.py): 0 = any free
+    # port (announced in <chdb path>.sql-http.json), -1 = off.
+    sink_sql_port: int = 0
+    sink_sql_host: str = "127.0.0.1"
+    sql_http_password: SecretStr | None = None    # the operator ("default") user's; random if unset
+    analyst_user: str = "analyst"                 # read-only masked access (there and analyst-access)
+    analyst_password: SecretStr | None = None
     log_level: str = "INFO"
     worker_id: str = Field(default="w1")
 

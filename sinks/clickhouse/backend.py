@@ -150,6 +150,21 @@ class ChdbBackend:
             self._version = parse_version(self.query("SELECT version()")[0][0])
         return self._version
 
+    def query_bytes(self, sql: str, fmt: str, database: str | None = None) -> bytes:
+        """The statement's output in ClickHouse format ``fmt`` (a FORMAT clause in ``sql`` wins),
+        with ``database`` as the current one for this statement only (sinks/sql_http.py)."""
+        with self._lock:
+            switch = bool(database) and database != self.database
+            if switch:
+                self._session.query(f"USE {ddl.q(database)}", "CSV")
+            try:
+                out = self._session.query(sql, fmt)
+            finally:
+                if switch:
+                    self._session.query(f"USE {ddl.q(self.database)}", "CSV")
+                self._types.clear()   # it may have been DDL
+        return out.bytes() if out is not None else b""
+
     def _column_types(self, db: str, table: str) -> dict[str, str]:
         key = (db, table)
         if key not in self._types:

@@ -19,6 +19,9 @@ def open_target(args):
     from streams.cli.main import UserError
 
     where = target(args)
+    live = _running_sink(where)
+    if live is not None:
+        return live
     try:
         return open_backend(where)
     except BackendLocked as exc:
@@ -29,6 +32,17 @@ def open_target(args):
         from streams.settings import redact_url
 
         raise UserError(f"cannot reach ClickHouse at {redact_url(where)}: {exc}") from None
+
+
+def _running_sink(where: str):
+    """A chdb store held by a running sink is queried through the sink's SQL interface
+    (sinks/sql_http.py): chdb lets only that one process open it."""
+    if where.startswith(("clickhouse://", "clickhouses://")):
+        return None
+    from sinks.clickhouse.http_backend import from_discovery
+    from sinks.sql_http import discovery_path
+
+    return from_discovery(discovery_path(where[len("chdb://"):] if where.startswith("chdb://") else where))
 
 
 def add_target_arg(parser: argparse.ArgumentParser) -> None:
