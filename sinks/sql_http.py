@@ -220,7 +220,7 @@ def serve(backend, access: Access, host: str = "127.0.0.1", port: int = 0,
     table_functions = frozenset(r[0] for r in tf_rows) | frozenset(r[0].lower() for r in tf_rows)
 
     def explain(text: str) -> str:
-        return backend.query_bytes(text, "TSVRaw").decode("utf-8", "replace")
+        return backend.query_bytes(text, "TSVRaw", adb).decode("utf-8", "replace")
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"

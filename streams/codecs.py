@@ -40,7 +40,12 @@ BATCH_OF = {CANONICAL_BATCH: CANONICAL, RATED_BATCH: RATED}
 
 
 class SchemaBook:
-    """Parsed schemas by full name and by wire id (pinned local ids)."""
+    """Parsed schemas by full name (what we write and read into) and by local wire id.
+
+    An id names one exact schema version forever (schemas/registry.json): a message written
+    under an older version keeps its id, so decoding resolves that id's writer schema against
+    our current reader schema - added fields come back with their defaults, during a rolling
+    upgrade and for whatever already sits on a topic."""
 
     def __init__(self) -> None:
         self.named: dict[str, Any] = {}
@@ -49,15 +54,47 @@ class SchemaBook:
         order = sorted(schemas.all_names(), key=lambda n: n.endswith("Batch"))
         for name in order:
             self.parsed[name] = parse_schema(schemas.load_raw(name), named_schemas=self.named)
+        # Write ids: the id pinned for each type's current schema.
         self.id_of: dict[str, int] = dict(schemas.pinned_ids())
-        self.name_of: dict[int, str] = {i: n for n, i in self.id_of.items()}
+        self.versions = schemas.pinned_versions()
+        self.name_of: dict[int, str] = {i: v["name"] for i, v in self.versions.items()}
+        # Current versions decode straight; older ones are parsed on first sight.
         self.by_id: dict[int, Any] = {i: self.parsed[n] for n, i in self.id_of.items()}
+        self._resolving: dict[int, tuple[Any, Any]] = {}
 
     def schema_id(self, name: str) -> int:
-        return self.id_of[name]
+        sid = self.id_of.get(name)
+        if sid is None:
+            if name in self.parsed:
+                raise KeyError(f"{name}: its current schema has no pinned wire id (it changed); run "
+                               f"`python -m streams.registry pin` and commit schemas/registry.json and schemas/history/wire/")
+            raise KeyError(name)
+        return sid
 
     def writer(self, schema_id: int):
-        return self.by_id.get(schema_id)
+        """The parsed writer schema of ``schema_id`` (None when the id was never given out)."""
+        hit = self.by_id.get(schema_id)
+        if hit is None and schema_id in self.versions:
+            hit = self._older(schema_id)[0]
+        return hit
+
+    def reader_for(self, schema_id: int):
+        """The reader schema to resolve ``schema_id``'s writer against: None when the id is the
+        current version (no resolution needed), else our current schema of that name (None
+        too if we no longer have the type: read it as written)."""
+        if schema_id in self.by_id or schema_id not in self.versions:
+            return None
+        return self._older(schema_id)[1]
+
+    def _older(self, schema_id: int) -> tuple[Any, Any]:
+        hit = self._resolving.get(schema_id)
+        if hit is None:
+            name = self.name_of[schema_id]
+            writer = parse_schema(schemas.load_pinned(schema_id), _write_hint=False)
+            reader = (parse_schema(schemas.inline_schema(name), _write_hint=False)
+                      if name in self.parsed else None)
+            hit = self._resolving[schema_id] = (writer, reader)
+        return hit
 
 
 _BOOK: SchemaBook | None = None
@@ -132,15 +169,15 @@ def decode(data: bytes, sb: SchemaBook | None = None, max_items: int = 100_000) 
     name = sb.name_of[schema_id]
     buf = io.BytesIO(data)
     buf.seek(HEADER.size)
-    record = _read(buf, schema, name, len(data), max_items)
+    record = _read(buf, schema, name, len(data), max_items, sb.reader_for(schema_id))
     if buf.tell() != len(data):
         raise RejectError(Reason.TRAILING_BYTES, f"{len(data) - buf.tell()} bytes after the {name} record")
     return name, record
 
 
-def _read(buf: io.BytesIO, schema: Any, name: str, size: int, max_items: int) -> dict:
+def _read(buf: io.BytesIO, schema: Any, name: str, size: int, max_items: int, reader: Any = None) -> dict:
     try:
-        record = schemaless_reader(buf, schema, None)
+        record = schemaless_reader(buf, schema, reader)
     except (EOFError, StopIteration) as exc:
         raise RejectError(Reason.UNDECODABLE, f"{name} body ends early: {exc or 'truncated'}") from None
     except MemoryError:

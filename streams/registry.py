@@ -4,6 +4,8 @@ Both wire formats are Confluent framing: magic byte 0, a 4-byte big-endian schem
 the schemaless Avro body. Only where the id comes from differs:
 
 * :class:`LocalWire` - the pinned ids of ``schemas/registry.json``; no network, the default.
+  An id names one exact schema version forever; decoding resolves the pinned writer schema
+  of the id against our current reader schema, as with a registry (:func:`pin` adds ids).
 * :class:`RegistryWire` - ids registered in / looked up from a Confluent Schema Registry
   through ``confluent_kafka.schema_registry`` (``CDRFLOW_SCHEMA_REGISTRY_URL``; ``mock://``
   gives the in-memory client for tests). Subjects follow the RecordNameStrategy (subject =
@@ -33,43 +35,9 @@ from streams.core.reasons import Reason, RejectError
 HISTORY_DIR = schemas.SCHEMA_DIR / "history"
 
 
-def inline_schema(name: str, lookup=schemas.load_raw) -> dict:
-    """The schema of ``name`` with every referenced named type written out in place (first
-    use only, as Avro requires), so it stands alone in a registry without references."""
-    seen: set[str] = set()
-
-    def expand(t: Any, ns: str) -> Any:
-        if isinstance(t, str):
-            full = t if "." in t else (f"{ns}.{t}" if ns else t)
-            if full in seen or t in _PRIMITIVES:
-                return t
-            try:
-                raw = lookup(full)
-            except FileNotFoundError:
-                return t
-            return expand(raw, ns)
-        if isinstance(t, list):
-            return [expand(b, ns) for b in t]
-        if isinstance(t, dict):
-            kind = t.get("type")
-            if kind in ("record", "error", "enum", "fixed"):
-                rns = t.get("namespace", ns)
-                full = t["name"] if "." in t["name"] else f"{rns}.{t['name']}"
-                seen.add(full)
-                if kind in ("record", "error"):
-                    return {**t, "fields": [{**f, "type": expand(f["type"], rns)} for f in t["fields"]]}
-                return t
-            if kind == "array":
-                return {**t, "items": expand(t["items"], ns)}
-            if kind == "map":
-                return {**t, "values": expand(t["values"], ns)}
-            return {**t, "type": expand(kind, ns)} if isinstance(kind, (dict, list)) else t
-        return t
-
-    return expand(lookup(name), "")
-
-
-_PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
+# The inlining lives with the schema files (schemas.inline_schema); kept here under its old name.
+inline_schema = schemas.inline_schema
+_PRIMITIVES = schemas._PRIMITIVES
 
 
 class LocalWire:
@@ -287,10 +255,59 @@ def history() -> dict[str, list[tuple[int, Path]]]:
 
 
 def check_backward_transitive(name: str, current: dict | None = None) -> list[str]:
-    """Every prior version of ``name`` must be readable by the current schema."""
+    """Every prior version of ``name`` must be readable by the current schema: the history
+    files and every schema an id was ever pinned to (what may still sit on a topic)."""
     current = current or inline_schema(name)
     errs = []
     for ver, p in history().get(name, []):
         old = inline_schema(name, lookup=lambda n, _p=p: json.loads(_p.read_text()) if n == name else schemas.load_raw(n))
         errs += [f"v{ver}: {e}" for e in compatibility_errors(current, old) + resolution_errors(current, old)]
+    for sid, v in sorted(schemas.pinned_versions().items()):
+        if v["name"] == name:
+            old = schemas.load_pinned(sid)
+            errs += [f"id {sid}: {e}" for e in compatibility_errors(current, old) + resolution_errors(current, old)]
     return errs
+
+
+# --- pinning local ids ---------------------------------------------------------------------
+
+def pin() -> list[tuple[int, str]]:
+    """Give every type whose current (inlined) schema has no id yet a new one - the next free
+    number, never a reused one - and write its exact schema to schemas/history/wire/.
+    Returns the (id, name) pairs added. Ids already given out are never touched."""
+    schemas.clear_caches()
+    missing = schemas.unpinned()
+    if not missing:
+        return []
+    reg = schemas.read_registry()
+    versions = reg["versions"]
+    next_id = max((int(k) for k in versions), default=0) + 1
+    added = []
+    for name, fp in sorted(missing.items()):
+        sid, next_id = next_id, next_id + 1
+        schemas.WIRE_DIR.mkdir(parents=True, exist_ok=True)
+        schemas.wire_file(sid, name).write_text(json.dumps(inline_schema(name), indent=2) + "\n")
+        versions[str(sid)] = {"name": name, "fingerprint": fp}
+        added.append((sid, name))
+    schemas.REGISTRY_FILE.write_text(json.dumps(reg, indent=2) + "\n")
+    schemas.clear_caches()
+    return added
+
+
+def main(argv: list[str] | None = None) -> int:
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if args != ["pin"]:
+        print("usage: python -m streams.registry pin   (gives every changed schema a new local wire id)", file=sys.stderr)
+        return 2
+    added = pin()
+    for sid, name in added:
+        print(f"pinned id {sid}: {name} -> {schemas.wire_file(sid, name).relative_to(schemas.SCHEMA_DIR.parent)}")
+    if not added:
+        print("every current schema already has its id")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

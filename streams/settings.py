@@ -5,6 +5,7 @@ Secrets are ``SecretStr`` so they never reach logs or ``repr``; ``safe_dict()`` 
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -58,6 +59,9 @@ class Settings(BaseSettings):
     dedup_horizon_days: int = 35
     period_check_s: float = 60.0          # how often idle accounts are checked for a new period
     broker_is_tansu: bool = True          # enables the high-watermark correction (see tansu_compat)
+    # `cdrflow up`'s embedded broker: "disk" keeps topics and offsets in WORKDIR/broker (tansu s3://
+    # through a local `rclone serve s3`); "memory" forgets everything on stop, a little faster.
+    broker_storage: Literal["disk", "memory"] = "disk"
 
     # Authorisation: seconds one /authorize or /call-update grants at most (the reservation).
     authorize_quota_s: int = Field(default=600, ge=1, le=4 * 3600)

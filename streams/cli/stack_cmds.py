@@ -33,6 +33,9 @@ def register(sub) -> None:
     p = sub.add_parser("up", help="start the local stack and keep it running until Ctrl-C")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--workdir", type=Path, default=Path("var/up"))
+    p.add_argument("--memory", action="store_true",
+                   help="keep the embedded broker in memory: accounts, tariffs and offsets are lost on stop "
+                        "(default: on disk in WORKDIR/broker, or $CDRFLOW_BROKER_STORAGE)")
     _target_args(p)
     _portal_args(p)
     p.set_defaults(func=cmd_up)
@@ -151,15 +154,30 @@ def show_summary(console: Console, s: dict) -> None:
     console.print(verdict)
 
 
+def broker_data_for(args):
+    """Where `cdrflow up`'s embedded broker keeps its data: WORKDIR/broker unless --memory,
+    CDRFLOW_BROKER_STORAGE=memory, or an external Kafka (--bootstrap)."""
+    from streams.settings import get_settings
+
+    if args.memory or args.bootstrap or get_settings().broker_storage == "memory":
+        return None
+    return args.workdir / "broker"
+
+
 def cmd_up(args) -> int:
     from streams.local.stack import LocalStack
 
     console = Console()
+    broker_data = broker_data_for(args)
+    durable = broker_data is not None
     stack = LocalStack(args.workdir, workers=args.workers, bootstrap=args.bootstrap, clickhouse=args.clickhouse,
-                       portal_port=portal_port(args))
+                       portal_port=portal_port(args), broker_data=broker_data)
     stack.start()
     try:
         stack.wait_workers_ready(120)
+        if not args.bootstrap:
+            console.print(f"[bold]Broker storage:[/] " + (f"{stack.broker_data} (kept across restarts)" if durable
+                          else "memory (lost on stop; drop --memory to keep it)"))
         from streams.settings import get_settings as _settings
         if _settings().webhooks_file:
             # Partner webhooks (streams/notifications.py): started only when partners are configured.

@@ -26,6 +26,7 @@ class LocalStack:
     raw_partitions: int = 4
     clickhouse: str | None = None          # default: chdb in workdir/chdb
     bootstrap: str | None = None           # external Kafka; None starts tansu
+    broker_data: Path | None = None        # tansu's data on disk here (durable); None: in memory
     client_conf: dict = field(default_factory=dict)
     extra_env: dict = field(default_factory=dict)
     children: dict[str, Child] = field(default_factory=dict)
@@ -41,7 +42,7 @@ class LocalStack:
         self.workdir.mkdir(parents=True, exist_ok=True)
         try:
             if self.bootstrap is None:
-                broker, self.bootstrap = start_tansu(self.log_dir)
+                broker, self.bootstrap = start_tansu(self.log_dir, data_dir=self.broker_data)
                 self.children["tansu"] = broker
             # SASL/TLS settings from CDRFLOW_KAFKA_* pass through to every client we create.
             from streams.settings import get_settings

@@ -7,8 +7,6 @@ the independent sums. Screenshots of each page go to var/screenshots/portal/ for
 """
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -22,23 +20,14 @@ import pytest
 from sinks.clickhouse import ddl
 from streams.portal.users import UserStore
 from tests.support.conftest_clickhouse import rated, state
+from tests.support.portal_browser import fetch_status, open_browser
+from tests.support.portal_browser import shot as save_shot
 from tests.unit.test_portal_app import PW, ROWS, land
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "var" / "screenshots" / "portal"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-
-
-def _browser_missing() -> str | None:
-    if not shutil.which("chromium") or not os.access(CHROMEDRIVER, os.X_OK):
-        return "Debian chromium / chromium-driver not installed (deploy/install-system-deps.sh)"
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        return "selenium not installed (pip install -e .[test])"
-    return None
 
 
 def _free_port() -> int:
@@ -104,20 +93,7 @@ def portal(tmp_path):
 
 @pytest.fixture
 def browser():
-    missing = _browser_missing()
-    if missing:
-        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
-            pytest.fail(f"CI=true and {missing}", pytrace=False)
-        pytest.skip(missing)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = shutil.which("chromium")
-    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,1000"):
-        opts.add_argument(a)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    driver.set_page_load_timeout(30)
+    driver = open_browser()
     try:
         yield driver
     finally:
@@ -125,11 +101,7 @@ def browser():
 
 
 def shot(driver, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    # Full page height, so the tables under the charts are in the picture too.
-    height = driver.execute_script("return document.body.scrollHeight")
-    driver.set_window_size(1280, max(1000, min(int(height) + 40, 4000)))
-    driver.save_screenshot(str(SHOTS / f"{name}.png"))
+    save_shot(driver, SHOTS, name)
 
 
 def test_portal_in_a_real_browser(portal, browser):
@@ -158,9 +130,7 @@ def test_portal_in_a_real_browser(portal, browser):
     assert "9.00" not in d.page_source
     shot(d, "04-forbidden")
     # The CSV of another account, asked for with this browser's session: 403 as well.
-    status = d.execute_async_script("var done = arguments[0]; fetch('/accounts/ACC2/items.csv', "
-                                    "{redirect: 'manual'}).then(function (r) { done(r.status); });")
-    assert status == 403
+    assert fetch_status(d, "/accounts/ACC2/items.csv") == 403
 
     d.get(portal + "/accounts/ACC1/users?level=1")
     users = d.find_element(By.ID, "service-users").text

@@ -106,6 +106,7 @@ def outcome(d, command_id: str) -> str | None:
 
 
 def test_portal_in_the_sink_in_a_real_browser(tmp_path):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -207,7 +208,9 @@ def test_portal_in_the_sink_in_a_real_browser(tmp_path):
             d.find_element(By.NAME, "first").send_keys("3")
             d.find_element(By.NAME, "second").send_keys("8.25")
             d.find_element(By.ID, "set-thresholds").click()
-            WebDriverWait(d, 20).until(lambda x: "as command" in x.find_element(By.TAG_NAME, "main").text)
+            # The click navigates: elements of the old page go stale while the wait polls.
+            WebDriverWait(d, 20, ignored_exceptions=(StaleElementReferenceException,)).until(
+                lambda x: "as command" in x.find_element(By.TAG_NAME, "main").text)
             flash = d.find_element(By.CSS_SELECTOR, "p.flash").text
             cid = flash.split("as command", 1)[1].split()[0].strip(".,;)")
             assert outcome(d, cid) is not None, "the change is listed at once (pending or already applied)"

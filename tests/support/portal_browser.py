@@ -49,8 +49,10 @@ def open_browser():
 def shot(driver, shots: Path, name: str) -> Path:
     shots.mkdir(parents=True, exist_ok=True)
     # Full page height, so the tables under the charts are in the picture too.
-    height = driver.execute_script("return document.body.scrollHeight")
-    driver.set_window_size(1280, max(1000, min(int(height) + 40, 4000)))
+    for _ in range(2):     # the window's own bars take height too: measure again once resized
+        need = driver.execute_script("return document.documentElement.scrollHeight + "
+                                     "(window.outerHeight - window.innerHeight)")
+        driver.set_window_size(1280, max(1000, min(int(need) + 20, 4000)))
     path = shots / f"{name}.png"
     driver.save_screenshot(str(path))
     driver.set_window_size(1280, 1000)

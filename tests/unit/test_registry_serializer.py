@@ -65,4 +65,7 @@ def test_without_a_registry_pinned_ids_stay(monkeypatch):
     get_settings.cache_clear()
     codecs.reset_wire()
     cmd = make_accounts(1)[0].provision_command(NOW)
-    assert _id(codecs.encode(codecs.CONTROL, cmd)) == 9                    # schemas/registry.json
+    # schemas/registry.json: the id pinned for ControlCommand's current version
+    import schemas
+    assert _id(codecs.encode(codecs.CONTROL, cmd)) == schemas.pinned_ids()[codecs.CONTROL]
+    assert schemas.pinned_versions()[_id(codecs.encode(codecs.CONTROL, cmd))]["name"] == codecs.CONTROL

@@ -26,10 +26,13 @@ def test_history_names_real_schemas():
 
 
 def test_every_schema_has_a_pinned_id_and_ids_are_unique():
+    # Write ids: the id pinned for each current schema (tests/unit/test_wire_schema_ids.py has
+    # the full rules: one id per exact version, never reused).
     ids = schemas.pinned_ids()
     assert set(ids) == set(schemas.all_names())
     assert len(set(ids.values())) == len(ids)
-    assert ids["cdr.v1.SwitchCdr"] == 1 and ids["cdr.v1.SwitchBatch"] == 14
+    versions = schemas.pinned_versions()
+    assert versions[1]["name"] == "cdr.v1.SwitchCdr" and versions[14]["name"] == "cdr.v1.SwitchBatch"
 
 
 def _with(name, mutate):
