@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import signal
 import threading
 import time
@@ -409,30 +408,33 @@ def serve_status(sink: Sink, port: int, host: str = "127.0.0.1") -> ThreadingHTT
 # ---------------------------------------------------------------------------------------- main
 
 def parse_args(argv=None) -> argparse.Namespace:
+    from streams.settings import Settings
+    # A fresh read (not get_settings()'s cached one): defaults follow the environment at parse time.
+    st = Settings()
     p = argparse.ArgumentParser(prog="cdrflow sink", description="Land cdrflow topics into ClickHouse.")
-    p.add_argument("--bootstrap", default=os.environ.get("CDRFLOW_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
+    p.add_argument("--bootstrap", default=st.kafka_bootstrap,
                    help="Kafka bootstrap servers (env CDRFLOW_KAFKA_BOOTSTRAP)")
-    p.add_argument("--clickhouse", default=os.environ.get("CDRFLOW_CLICKHOUSE", "chdb://var/chdb"),
+    p.add_argument("--clickhouse", default=st.clickhouse,
                    help="clickhouse://user:pass@host:port/db, chdb://PATH or a path (env CDRFLOW_CLICKHOUSE)")
-    p.add_argument("--status-port", type=int, default=int(os.environ.get("CDRFLOW_SINK_STATUS_PORT", "0")),
+    p.add_argument("--status-port", type=int, default=st.sink_status_port,
                    help="HTTP /status and /metrics port; 0 = off (env CDRFLOW_SINK_STATUS_PORT)")
-    p.add_argument("--status-host", default=os.environ.get("CDRFLOW_SINK_STATUS_HOST", "127.0.0.1"),
+    p.add_argument("--status-host", default=st.sink_status_host,
                    help="address of /status and /metrics (env CDRFLOW_SINK_STATUS_HOST; 0.0.0.0 for Prometheus "
                         "in another container)")
-    p.add_argument("--portal-port", type=int, default=int(os.environ.get("CDRFLOW_SINK_PORTAL_PORT", "0")),
+    p.add_argument("--portal-port", type=int, default=st.sink_portal_port,
                    help="also serve the self-care portal on this port over the sink's backend (chdb allows one "
                         "process per data path); 0 = off (env CDRFLOW_SINK_PORTAL_PORT; bind: CDRFLOW_PORTAL_HOST)")
-    p.add_argument("--sql-port", type=int, default=int(os.environ.get("CDRFLOW_SINK_SQL_PORT", "0")),
+    p.add_argument("--sql-port", type=int, default=st.sink_sql_port,
                    help="ClickHouse HTTP interface over a chdb store, for analysts and the CLI while the sink "
                         "holds it; 0 = any free port, -1 = off (env CDRFLOW_SINK_SQL_PORT)")
-    p.add_argument("--sql-host", default=os.environ.get("CDRFLOW_SINK_SQL_HOST", "127.0.0.1"),
+    p.add_argument("--sql-host", default=st.sink_sql_host,
                    help="address of the SQL interface (env CDRFLOW_SINK_SQL_HOST)")
     p.add_argument("--group", default=GROUP)
     p.add_argument("--topics", default=",".join(TOPICS))
     p.add_argument("--batch-rows", type=int, default=20_000)
     p.add_argument("--batch-seconds", type=float, default=0.5)
     p.add_argument("--session-timeout-ms", type=int, default=10_000)
-    p.add_argument("--log-level", default=os.environ.get("CDRFLOW_LOG_LEVEL", "INFO"))
+    p.add_argument("--log-level", default=st.log_level)
     return p.parse_args(argv)
 
 

@@ -299,11 +299,15 @@ def serve(backend, access: Access, host: str = "127.0.0.1", port: int = 0,
     discovery = None
     if getattr(backend, "path", None) and operator_password is not None:
         discovery = discovery_path(backend.path)
-        # 0600 before the password goes in: other local users must not read it.
-        fd = os.open(discovery, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"url": url, "user": "default", "password": operator_password, "pid": os.getpid(),
-                       "database": backend.database}, f)
+        try:
+            # 0600 before the password goes in: other local users must not read it.
+            fd = os.open(discovery, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump({"url": url, "user": "default", "password": operator_password, "pid": os.getpid(),
+                           "database": backend.database}, f)
+        except OSError as exc:   # a read-only parent: serve anyway, clients need the URL and password
+            log.warning("event=sql_http_not_announced path=%s error=%r", discovery, exc)
+            discovery = None
     log.info("event=sql_http_listening url=%s analyst_db=%s", url, adb)
     return SqlServer(server, url, discovery)
 

@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     portal_login_max_per_address: int = 20     # failed logins per client address in the window before lockout
     portal_login_window_s: int = 900
     portal_login_lockout_s: int = 900          # refused (without a password check) this long after the last failure
+    # The sink's /status and /metrics (0 = off) and the self-care portal it may serve over its own
+    # backend (0 = off; chdb admits one process per data path). `cdrflow sink` options override.
+    sink_status_port: int = 0
+    sink_status_host: str = "127.0.0.1"
+    sink_portal_port: int = 0
     # The sink's ClickHouse HTTP interface over its chdb store (sinks/sql_http.py): 0 = any free
     # port (announced in <chdb path>.sql-http.json), -1 = off.
     sink_sql_port: int = 0
