@@ -49,6 +49,28 @@ TABLE_OF = {
 # Messages that do not decode, or decode to a type with no table, land here with their bytes.
 ERRORS_TABLE = "landing_errors"
 MAX_ERROR_DETAIL = 1000
+# landing_errors.reason of a message that decodes but whose rows its table refuses (a type, range
+# or NULL the columns cannot hold). Not a CDR reject reason (streams/core/reasons.py): the workers
+# wrote these records, so the fix is in code, and the bytes are kept for a replay after it.
+UNFIT_ROW = "unfit_row"
+# ClickHouse error codes that mean "this data does not fit the column", not "the server is unwell"
+# (names checked with chdb's errorCodeToName()). Any other server error is retried as an outage.
+DATA_ERROR_CODES = frozenset({
+    6,    # CANNOT_PARSE_TEXT
+    27,   # CANNOT_PARSE_INPUT_ASSERTION_FAILED
+    38,   # CANNOT_PARSE_DATE
+    41,   # CANNOT_PARSE_DATETIME
+    53,   # TYPE_MISMATCH
+    69,   # ARGUMENT_OUT_OF_BOUND
+    70,   # CANNOT_CONVERT_TYPE
+    72,   # CANNOT_PARSE_NUMBER
+    117,  # INCORRECT_DATA
+    131,  # TOO_LARGE_STRING_SIZE
+    190,  # SIZES_OF_ARRAYS_DONT_MATCH
+    321,  # VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+    349,  # CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN
+    407,  # DECIMAL_OVERFLOW
+})
 
 
 # ------------------------------------------------------------------------------ pure helpers
@@ -102,6 +124,28 @@ def dedup_token(table: str, ranges: dict[tuple[str, int], tuple[int, int]], reco
     return f"{table}|{span}|{h.hexdigest()}"
 
 
+def is_unfit(exc: BaseException) -> bool:
+    """True when an insert's ``exc`` says the rows do not fit their table (a retry cannot help),
+    False for anything that may pass on retry (connection lost, server down, a missing migration).
+
+    pyarrow (chdb) and clickhouse-driver (native) convert values before any byte is sent and raise
+    TypeError / ValueError (pyarrow's ArrowInvalid is one) / OverflowError; the server reports a
+    data error by code. KeyError is left out: the chdb backend raises it for a column the table
+    lacks, which is a migration problem, not a row problem.
+    """
+    if isinstance(exc, (ConnectionError, TimeoutError, OSError, EOFError, KeyError)):
+        return False
+    if isinstance(exc, (TypeError, ValueError, OverflowError)):
+        return True
+    code = getattr(exc, "code", None)     # clickhouse-driver's ServerException
+    if not isinstance(code, int):
+        import re
+
+        m = re.search(r"Code: (\d+)\.", str(exc))   # chdb's RuntimeError text
+        code = int(m.group(1)) if m else None
+    return code in DATA_ERROR_CODES
+
+
 def commit_offsets(ranges: dict[tuple[str, int], tuple[int, int]]) -> list[tuple[str, int, int]]:
     """Kafka commits the next offset to read, i.e. last + 1."""
     return [(t, p, last + 1) for (t, p), (_first, last) in sorted(ranges.items())]
@@ -109,6 +153,32 @@ def commit_offsets(ranges: dict[tuple[str, int], tuple[int, int]]) -> list[tuple
 
 def backoff_s(attempt: int, base: float = 0.5, cap: float = 30.0) -> float:
     return min(cap, base * (2 ** min(attempt, 16)))
+
+
+class _Unconvertible(ValueError):
+    """to_columns refused the rows (raised from the original error)."""
+
+
+def _ranges_of(sources) -> dict[tuple[str, int], tuple[int, int]]:
+    out: dict[tuple[str, int], tuple[int, int]] = {}
+    for topic, partition, offset, _raw in sources:
+        first, last = out.get((topic, partition), (offset, offset))
+        out[(topic, partition)] = (min(first, offset), max(last, offset))
+    return out
+
+
+def _single(groups: list) -> bool:
+    return len(groups) == 1 and len(groups[0][1]) <= 1
+
+
+def _halves(groups: list) -> tuple[list, list]:
+    """Split by messages while there are several, then by the rows of the one message."""
+    if len(groups) > 1:
+        mid = len(groups) // 2
+        return groups[:mid], groups[mid:]
+    source, records = groups[0]
+    mid = len(records) // 2
+    return [(source, records[:mid])], [(source, records[mid:])]
 
 
 @dataclass
@@ -120,6 +190,9 @@ class Batch:
     count: int = 0
     started: float = 0.0
     landed_tables: set[str] = field(default_factory=set)
+    # Per table, (source message, number of its records) in row order, so rows a table refuses
+    # can be traced back to the message (topic, partition, offset, raw bytes) that carried them.
+    spans: dict[str, list[tuple[tuple[str, int, int, bytes], int]]] = field(default_factory=dict)
 
     def note_offset(self, topic: str, partition: int, offset: int, now: float) -> None:
         if not self.ranges:
@@ -127,9 +200,23 @@ class Batch:
         first, last = self.ranges.get((topic, partition), (offset, offset))
         self.ranges[(topic, partition)] = (min(first, offset), max(last, offset))
 
-    def add(self, table: str, records: list[dict]) -> None:
+    def add(self, table: str, records: list[dict], source: tuple[str, int, int, bytes] | None = None) -> None:
         self.rows.setdefault(table, []).extend(records)
         self.count += len(records)
+        if source is not None:
+            self.spans.setdefault(table, []).append((source, len(records)))
+
+    def groups(self, table: str) -> list[tuple[tuple[str, int, int, bytes], list[dict]]] | None:
+        """The table's rows per source message, or None when some rows have no known source."""
+        rows, spans = self.rows.get(table, []), self.spans.get(table, [])
+        if sum(n for _, n in spans) != len(rows):
+            return None
+        out, pos = [], 0
+        for source, n in spans:
+            if n:      # an empty RatedBatch has nothing to land or to refuse
+                out.append((source, rows[pos:pos + n]))
+            pos += n
+        return out
 
     def due(self, now: float, max_rows: int, max_age_s: float) -> bool:
         return bool(self.ranges) and (self.count >= max_rows or now - self.started >= max_age_s)
@@ -158,7 +245,9 @@ class Metrics:
         self.retries = Counter("cdrflow_sink_retries", "Failed insert attempts retried", registry=self.registry)
         self.undecodable = Counter("cdrflow_sink_undecodable", "Messages that did not decode",
                                    registry=self.registry)
-        self.n_batches = self.n_rows = self.n_retries = self.n_undecodable = 0
+        self.unfit = Counter("cdrflow_sink_unfit_rows", "Messages whose rows their table refused "
+                             "(landed in landing_errors as unfit_row)", registry=self.registry)
+        self.n_batches = self.n_rows = self.n_retries = self.n_undecodable = self.n_unfit = 0
         # Rows inserted per table since start (after in-batch dedupe), kept by the landing loop so
         # progress can be read without a query: `count() FINAL` per poll made the sink spend
         # most of its CPU answering the benchmark. Replays can count a row twice; FINAL cannot.
@@ -230,7 +319,7 @@ class Sink:
         if table is None:
             self._land_error(msg, value, "unknown_schema", f"no landing table for record type {name!r}")
             return
-        self.batch.add(table, records_of(name, record))
+        self.batch.add(table, records_of(name, record), (msg.topic(), msg.partition(), msg.offset(), value))
 
     def _land_error(self, msg, value: bytes, reason: str, detail: str) -> None:
         # The workers wrote these topics, so this is no CDR to reject; but dropping it would lose
@@ -245,25 +334,96 @@ class Sink:
             "landed_at_ms": time.time_ns() // 1_000_000}])
 
     def insert_batch(self) -> int:
-        """Insert every table of the batch not landed yet; raises if ClickHouse fails."""
+        """Insert every table of the batch not landed yet; raises if ClickHouse fails.
+
+        Rows a table refuses (see is_unfit) are isolated message by message and land in
+        landing_errors as ``unfit_row`` with their message's bytes, so they cannot hold back the
+        rest of the stream; an outage still raises and the whole batch is retried.
+        """
         inserted = 0
         for table, records in sorted(self.batch.rows.items()):
             if table in self.batch.landed_tables or not records:
                 continue
-            # Dedupe within the batch: fewer rows to send, and a batch never fights itself in FINAL.
-            rows = dedupe(table, records)
-            names, cols = to_columns(table, rows)
-            # Token from offsets + keys: a retry of this exact batch is dropped by the server.
-            token = dedup_token(table, self.batch.table_ranges(table), rows)
-            self.backend.insert_columns(f"{self.backend.database}.{table}", names, cols,
-                                        settings=ddl.insert_settings(self.version, token))
+            try:
+                n = self._insert_rows(table, records, self.batch.table_ranges(table))
+            except Exception as exc:
+                groups = self.batch.groups(table)
+                if groups is None or not (isinstance(exc, _Unconvertible) or is_unfit(exc)):
+                    raise
+                log.warning("event=unfit_rows_isolating table=%s messages=%d error=%r",
+                            table, len(groups), exc)
+                n = self._insert_isolating(table, groups, exc)
             # Remember success per table, so a retry after a later table failed re-sends only that.
             self.batch.landed_tables.add(table)
-            self.metrics.rows.labels(table).inc(len(rows))
-            self.metrics.n_rows += len(rows)
-            self.metrics.landed_rows[table] = self.metrics.landed_rows.get(table, 0) + len(rows)
-            inserted += len(rows)
+            inserted += n
         return inserted
+
+    def _insert_rows(self, table: str, records: list[dict], ranges: dict) -> int:
+        # Dedupe within the batch: fewer rows to send, and a batch never fights itself in FINAL.
+        rows = dedupe(table, records)
+        try:
+            names, cols = to_columns(table, rows)
+        except Exception as exc:
+            # Pure conversion, no I/O: the rows themselves are at fault, whatever the exception.
+            raise _Unconvertible(repr(exc)) from exc
+        # Token from offsets + keys: a retry of this exact batch is dropped by the server.
+        token = dedup_token(table, ranges, rows)
+        self.backend.insert_columns(f"{self.backend.database}.{table}", names, cols,
+                                    settings=ddl.insert_settings(self.version, token))
+        self.metrics.rows.labels(table).inc(len(rows))
+        self.metrics.n_rows += len(rows)
+        self.metrics.landed_rows[table] = self.metrics.landed_rows.get(table, 0) + len(rows)
+        return len(rows)
+
+    def _insert_isolating(self, table: str, groups: list, exc: BaseException) -> int:
+        """Bisect the table's rows, message by message and then row by row within a message: parts
+        that insert land, a single row that still does not fit is set aside, and its message lands
+        in landing_errors once (raw bytes, the refused rows' keys, the first error). A failure that
+        is not about the data (ClickHouse went away meanwhile) raises, and the batch is retried as
+        a whole (insert tokens and ReplacingMergeTree keep that idempotent).
+        Cost: about 2·k·log2(rows) inserts for k unfit rows, once."""
+        unfit: list[tuple[tuple[str, int, int, bytes], dict, BaseException]] = []
+        if _single(groups):    # the whole-table attempt was this one row
+            unfit.append((groups[0][0], groups[0][1][0], exc))
+            landed = 0
+        else:
+            landed = sum(self._bisect(table, half, unfit) for half in _halves(groups))
+        by_source: dict[tuple[str, int, int, bytes], list[tuple[dict, BaseException]]] = {}
+        for source, rec, err in unfit:
+            by_source.setdefault(source, []).append((rec, err))
+        errors = []
+        for (topic, partition, offset, raw), items in by_source.items():
+            keys = []
+            for rec, _err in items[:5]:
+                try:
+                    keys.append(repr(row_key(table, rec)))
+                except Exception:          # the key itself may be what is missing
+                    keys.append("?")
+            first = items[0][1]
+            detail = (f"{table}: {len(items)} row(s) do not fit (keys {', '.join(keys)}): "
+                      f"{first.__cause__ or first!r}")
+            log.error("event=unfit_row table=%s topic=%s partition=%d offset=%d error=%s",
+                      table, topic, partition, offset, detail[:200])
+            errors.append({"source_topic": topic, "source_partition": partition, "source_offset": offset,
+                           "reason": UNFIT_ROW, "detail": detail[:MAX_ERROR_DETAIL], "raw": bytes(raw),
+                           "landed_at_ms": time.time_ns() // 1_000_000})
+        if errors:
+            self._insert_rows(ERRORS_TABLE, errors, _ranges_of(by_source))
+            self.metrics.unfit.inc(len(errors))
+            self.metrics.n_unfit += len(errors)
+        return landed
+
+    def _bisect(self, table: str, groups: list, unfit: list) -> int:
+        try:
+            return self._insert_rows(table, [r for _, recs in groups for r in recs],
+                                     _ranges_of(src for src, _ in groups))
+        except Exception as exc:
+            if not (isinstance(exc, _Unconvertible) or is_unfit(exc)):
+                raise
+            if _single(groups):
+                unfit.append((groups[0][0], groups[0][1][0], exc))
+                return 0
+        return sum(self._bisect(table, half, unfit) for half in _halves(groups))
 
     def commit(self) -> None:
         from confluent_kafka import TopicPartition
@@ -357,6 +517,7 @@ class Sink:
             "rows_inserted": m.n_rows,
             "retries": m.n_retries,
             "undecodable": m.n_undecodable,
+            "unfit": m.n_unfit,
             "lag": m.lag_by_partition(),
         }
 
