@@ -16,10 +16,19 @@ Who may do what (checked here, the server side; chdb has no users of its own):
 * the analyst (CDRFLOW_ANALYST_USER / CDRFLOW_ANALYST_PASSWORD): one SELECT reading only
   ``<db>_analyst`` (masked numbers and aggregates, sinks/clickhouse/analyst.py) — see
   ``analyst_check``.
+* a portal customer user (streams/portal/users.py, CDRFLOW_PORTAL_USERS_FILE, same passwords
+  and grants as the portal, re-read on every request): the analyst's rules, but the only
+  database it may read is its own ``<db>_customer_<hash>``, whose views are the ``<db>_analyst``
+  views that have an ``account`` column, filtered to its granted accounts (seed 004). Those views
+  are rewritten from the grant store before each of its queries, in the same hold of the
+  backend lock as the query: a revoked grant is gone on the next request. The filter lives in
+  the view definitions, not in the query text, so no query text can widen it: the query may
+  name only tables of that database (``analyst_check`` on the resolved query tree).
 """
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 import json
 import logging
@@ -35,6 +44,7 @@ from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
 from sinks.clickhouse import ddl
+from sinks.reports.queries import lit, lit_list
 
 log = logging.getLogger("cdrflow.sink.sql")
 
@@ -142,23 +152,69 @@ def analyst_check(sql: str, explain: Callable[[str], str], analyst_db: str,
             raise Refused(f"the analyst may read only {analyst_db}.* (masked views), not {table}")
 
 
+def customer_db(db: str, user: str) -> str:
+    # A hash, not the name: portal user names are free text, database names are not.
+    return f"{db}_customer_{hashlib.sha256(user.encode()).hexdigest()[:16]}"
+
+
+def grant_condition(user, with_service_user: bool) -> str:
+    """WHERE condition limiting rows to ``user``'s view grants (a portal ``User``).
+
+    A whole-account grant shows every row of the account; a grant of some service users shows
+    only their rows, and only in views that have a ``service_user`` column (account-wide
+    figures need a whole-account grant, as in the portal). No grant: no rows.
+    """
+    parts = []
+    whole = [a for a in user.accounts() if user.can(a, whole=True)]
+    if whole:
+        parts.append(f"account IN {lit_list(whole)}")
+    if with_service_user:
+        for a in user.accounts():
+            users = user.visible_users(a)
+            if users is not None and user.can(a) and users:
+                parts.append(f"(account = {lit(a)} AND service_user IN {lit_list(sorted(users))})")
+    return " OR ".join(parts) or "0"
+
+
+def customer_views_sql(analyst_db: str, cdb: str, views: dict[str, set[str]], user) -> list[str]:
+    """Statements that (re)make ``cdb``'s views over ``analyst_db`` for ``user``'s grants now.
+
+    ``views``: analyst view -> its columns. Views without an ``account`` column (none today,
+    but a later aggregate across accounts) are not offered: they cannot be filtered.
+    """
+    stmts = [ddl.create_database(cdb)]
+    for name, cols in sorted(views.items()):
+        if "account" in cols:
+            cond = grant_condition(user, "service_user" in cols)
+            stmts.append(f"CREATE OR REPLACE VIEW {table_ref(cdb, name)} AS "
+                         f"SELECT * FROM {table_ref(analyst_db, name)} WHERE {cond}")
+    return stmts
+
+
 @dataclass(frozen=True)
 class Identity:
     user: str
-    role: str          # "operator" | "analyst"
+    role: str          # "operator" | "analyst" | "customer"
+    portal_user: object = None
 
 
 class Access:
     """Users of this interface; passwords compared in constant time, never logged."""
 
     def __init__(self, operator_password: str, analyst_user: str | None = None,
-                 analyst_password: str | None = None) -> None:
+                 analyst_password: str | None = None, portal_store=None) -> None:
         self._users = {"default": (operator_password, "operator")}
         if analyst_user and analyst_password:
             self._users[analyst_user] = (analyst_password, "analyst")
+        self._portal = portal_store
 
     def identify(self, user: str, password: str) -> Identity:
         known = self._users.get(user)
+        if known is None and self._portal is not None:
+            # The operator and analyst names win: a portal user cannot shadow them.
+            pu = self._portal.authenticate(user, password)
+            if pu is not None:
+                return Identity(user, "customer", pu)
         # Compare against something even for an unknown user: same time either way.
         expected = known[0] if known else secrets.token_hex(16)
         if not hmac.compare_digest(password.encode(), expected.encode()) or known is None:
@@ -219,8 +275,26 @@ def serve(backend, access: Access, host: str = "127.0.0.1", port: int = 0,
     tf_rows = backend.query("SELECT name FROM system.table_functions")
     table_functions = frozenset(r[0] for r in tf_rows) | frozenset(r[0].lower() for r in tf_rows)
 
-    def explain(text: str) -> str:
-        return backend.query_bytes(text, "TSVRaw", adb).decode("utf-8", "replace")
+    def explain(text: str, database: str = adb) -> str:
+        return backend.query_bytes(text, "TSVRaw", database).decode("utf-8", "replace")
+
+    # The view rewrite, the check and the query must see the same grants: one hold of the
+    # backend's lock (an RLock; query_bytes takes it again).
+    lock = getattr(backend, "_lock", None) or threading.RLock()
+
+    def customer_query(who: Identity, sql: str, database: str | None, fmt: str) -> bytes:
+        cdb = customer_db(backend.database, who.user)
+        if database not in (None, cdb):
+            raise Refused(f"{who.user} may read only its own views (database {cdb})")
+        with lock:
+            views: dict[str, set[str]] = {}
+            for name, col in backend.query(f"SELECT table, name FROM system.columns "
+                                           f"WHERE database = {lit(adb)}"):
+                views.setdefault(name, set()).add(col)
+            for stmt in customer_views_sql(adb, cdb, views, who.portal_user):
+                backend.query_bytes(stmt, "TSVRaw")
+            analyst_check(sql, lambda text: explain(text, cdb), cdb, table_functions)
+            return backend.query_bytes(sql, fmt, cdb)
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -257,7 +331,10 @@ def serve(backend, access: Access, host: str = "127.0.0.1", port: int = 0,
                     database = adb
                     analyst_check(sql, explain, adb, table_functions)
                 fmt = params.get("default_format") or "TabSeparated"
-                out = backend.query_bytes(sql, fmt, database)
+                if who.role == "customer":
+                    out = customer_query(who, sql, database, fmt)
+                else:
+                    out = backend.query_bytes(sql, fmt, database)
             except Refused as exc:
                 status = 403 if exc.code in (ACCESS_DENIED, AUTHENTICATION_FAILED) else 400
                 log.warning("event=sql_refused code=%s reason=%s", exc.code[1], str(exc)[:200])
@@ -317,7 +394,11 @@ def start_for_sink(backend, host: str, port: int, operator_password: str | None,
     """The sink's SQL interface; a failure to start is logged, never a reason to stop landing."""
     password = operator_password or secrets.token_urlsafe(24)
     try:
-        return serve(backend, Access(password, analyst_user, analyst_password), host, port, password)
+        from streams.portal.users import UserStore
+        from streams.settings import get_settings
+
+        store = UserStore(get_settings().portal_users_file)
+        return serve(backend, Access(password, analyst_user, analyst_password, store), host, port, password)
     except Exception as exc:  # noqa: BLE001
         log.error("event=sql_http_not_started host=%s port=%d error=%r", host, port, exc)
         return None

@@ -18,7 +18,7 @@ from streams.core import credit
 from streams.core.charge import utc_now_ms
 from streams.core.periods import period_of
 from streams.metrics import COUNTS, count, count_rejects
-from streams.pipeline import charge_partition
+from streams.charge_isolate import charge_isolated
 from streams.periods_feed import current_closed
 from streams.tariffs import current_book
 
@@ -105,15 +105,15 @@ async def _charge_slice(part: int, evs: list) -> None:
     now = utc_now_ms()
     # Arrival order keeps each topic-partition in offset order, which replay detection relies on.
     msgs = [to_msg(e) for e in evs]
-    try:
-        res, states = charge_partition(msgs, load_state, _rate, now, settings.dedup_horizon_days,
-                                       book=current_book(), keys=cdr_keys.get, closed=current_closed())
-    except Exception:
-        # A bug must not stop billing for every account: log loudly, count, and move on. The
-        # input stays in Kafka, so it can be replayed once fixed.
-        log.exception("charge batch failed partition=%s offsets=%s..%s", part, msgs[0].offset, msgs[-1].offset)
-        count("charge_batch_errors")
-        return
+    # A bug must not stop billing for every account, nor drop the batch: the failing inputs are
+    # isolated and become recyclable internal_error rejects (streams/charge_isolate.py).
+    done = charge_isolated(msgs, load_state, _rate, now, settings.dedup_horizon_days,
+                           book=current_book(), keys=cdr_keys.get, closed=current_closed())
+    res, states = done.res, done.states
+    for f in done.failures:
+        log.error("event=charge_failed scope=%s partition=%s topic=%s offset=%s index=%s", f.where, part,
+                  f.topic, f.offset, f.index, exc_info=f.error)
+        count(f"charge_{f.where}_errors")
     # Outputs first, state last: if we crash in between, the redelivered input finds the state
     # unchanged and simply applies again; the outputs it repeats collapse by key downstream.
     # Each output fits one producer request (streams/charge_outputs.py).

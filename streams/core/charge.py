@@ -58,6 +58,15 @@ class BatchResult:
     command_errors: list[str] = field(default_factory=list)
     replies: list[dict] = field(default_factory=list)      # command outcomes (streams/core/replies.py)
 
+    def absorb(self, other: "BatchResult") -> None:
+        """Append the result of inputs applied after this one's (streams/charge_isolate.py)."""
+        for name in ("rated", "rejects", "events", "notifications", "commissions", "command_errors", "replies"):
+            getattr(self, name).extend(getattr(other, name))
+        for name in ("duplicates", "redelivered", "redelivered_conflicts", "commands"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.touched |= other.touched
+        self.key_writes.update(other.key_writes)
+
 
 def _day(ms: int) -> str:
     return str(ms // DAY_MS)
@@ -81,6 +90,14 @@ def make_reject(reason: Reason, detail: str, stage: str, topic: str, partition: 
             "detail": detail, "stage": stage, "source_topic": topic, "source_partition": partition,
             "source_offset": offset, "source_index": index, "raw": raw, "cdr_key": cdr_key,
             "account": account, "rejected_at_ms": now_ms}
+
+
+def cdr_reject(cdr: dict, reason: Reason, detail: str, now_ms: int) -> dict:
+    """A charge-stage reject of one canonical CDR: its original raw bytes and source position."""
+    return make_reject(
+        reason, detail, "charge", cdr.get("source_topic", ""), cdr.get("source_partition", -1),
+        cdr.get("source_offset", -1), cdr.get("source_index", 0), cdr.get("raw", b""), now_ms,
+        cdr_key=cdr.get("cdr_key"), account=cdr.get("account"))
 
 
 def _ms_opt(v) -> int | None:
@@ -348,10 +365,7 @@ class ChargeBatch:
         state["recent"] = (state.get("recent", []) + events)[-RECENT_EVENTS:]
 
     def _reject(self, cdr: dict, reason: Reason, detail: str) -> None:
-        self.out.rejects.append(make_reject(
-            reason, detail, "charge", cdr.get("source_topic", ""), cdr.get("source_partition", -1),
-            cdr.get("source_offset", -1), cdr.get("source_index", 0), cdr.get("raw", b""), self.now_ms,
-            cdr_key=cdr.get("cdr_key"), account=cdr.get("account")))
+        self.out.rejects.append(cdr_reject(cdr, reason, detail, self.now_ms))
 
     def finish(self) -> BatchResult:
         for acct in self.out.touched:

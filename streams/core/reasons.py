@@ -28,11 +28,12 @@ class Reason(str, Enum):
     NO_TARIFF = "no_tariff"                  # no tariff plan or destination matches (recyclable)
     UNSUPPORTED_FORMAT = "unsupported_format"
     CURRENCY_MISMATCH = "currency_mismatch"  # the account's plan prices in another currency (recyclable)
+    INTERNAL_ERROR = "internal_error"        # charging raised a bug's exception for this input alone (recyclable)
 
 
 # Codes whose cause can be fixed by an operator, so `cdrflow recycle` re-publishes them by default.
 RECYCLABLE = frozenset({Reason.UNKNOWN_ACCOUNT, Reason.UNMAPPED_ACCOUNT, Reason.NO_TARIFF,
-                        Reason.CURRENCY_MISMATCH})
+                        Reason.CURRENCY_MISMATCH, Reason.INTERNAL_ERROR})
 
 HINTS: dict[Reason, str] = {
     Reason.BAD_MAGIC: "the producer must use the Confluent wire format (magic byte 0 + schema id) or an Avro object container",
@@ -55,6 +56,8 @@ HINTS: dict[Reason, str] = {
     Reason.UNSUPPORTED_FORMAT: "publish a supported record type",
     Reason.CURRENCY_MISMATCH: "give the account a plan in its currency (or fix the tariff file's currency), "
                               "then run cdrflow recycle",
+    Reason.INTERNAL_ERROR: "a bug in cdrflow failed on this input; the worker log has the traceback. "
+                           "Fix or upgrade the worker, then run cdrflow recycle --reason internal_error",
 }
 
 

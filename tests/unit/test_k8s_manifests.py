@@ -1,16 +1,20 @@
 """deploy/k8s validated offline: built-in resources against Kubernetes' own schemas
 (kubernetes-validate, strict), Strimzi KafkaTopics against the CRD's schema (fixture cited in
-the file), and topics.yaml equal to what `cdrflow topics strimzi` generates from
+the file), ClickHouse (StatefulSet; users file checked structurally), and topics.yaml equal to what `cdrflow topics strimzi` generates from
 streams/topics.py with the ConfigMap's partition and replication settings (no drift)."""
 from __future__ import annotations
 
 import json
+import re
+import xml.etree.ElementTree as ET
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import jsonschema
 import kubernetes_validate
 import yaml
 
+from sinks.clickhouse.analyst import analyst_db
 from streams import topics
 from streams.cli.topics_cmds import strimzi_topics
 from streams.settings import Settings
@@ -81,5 +85,64 @@ def test_manifests_set_only_variables_cdrflow_reads():
     for doc in _docs("cdrflow.yaml"):
         pod = doc.get("spec", {}).get("template", {}).get("spec", {})
         for c in pod.get("containers", []):
-            names |= {e["name"] for e in c.get("env", [])}
+            env = c.get("env", [])
+            # A helper variable is allowed only as a $(NAME) piece of a cdrflow setting, declared
+            # before it (Kubernetes expands only earlier entries).
+            for i, e in enumerate(env):
+                for ref in re.findall(r"\$\((\w+)\)", e.get("value", "")):
+                    assert ref in {x["name"] for x in env[:i]}, (e["name"], ref)
+                    known.add(ref)
+            names |= {e["name"] for e in env}
     assert names - known == set()
+
+
+def _container_env(doc: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in doc["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+def test_clickhouse_resources_pass_strict_kubernetes_validation():
+    kinds = []
+    for doc in _docs("clickhouse.yaml"):
+        kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+        kinds.append(doc["kind"])
+    assert sorted(kinds) == ["ConfigMap", "Service", "StatefulSet"]
+
+
+def test_clickhouse_users_operator_and_analyst_limited_to_masked_views_passwords_from_the_secret():
+    docs = {d["kind"]: d for d in _docs("clickhouse.yaml")}
+    server_env = _container_env(docs["StatefulSet"])
+    users_file = docs["ConfigMap"]["data"]["cdrflow.xml"]
+    mount = next(m for m in docs["StatefulSet"]["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+                 if m["name"] == "users")
+    assert mount["mountPath"].startswith("/etc/clickhouse-server/users.d/")
+    root = ET.fromstring(users_file)
+    users = root.find("users")
+    assert users.find("default").get("remove") == "1"       # no passwordless default user
+
+    def secret_key_of(user: str) -> tuple[str, str]:
+        pw = users.find(user).find("password")
+        assert pw.text is None and pw.get("from_env"), f"{user}: password must come from the env"
+        ref = server_env[pw.get("from_env")]["valueFrom"]["secretKeyRef"]
+        return ref["name"], ref["key"]
+
+    analyst = users.find("analyst")
+    profile = root.find("profiles").find(analyst.findtext("profile"))
+    assert profile.findtext("readonly") == "1"
+    grants = [g.text.strip() for g in analyst.find("grants").findall("query")]
+
+    # Every cdrflow container reaches this server as the operator user with the server's own key.
+    service = docs["Service"]
+    ports = {p["name"]: p["port"] for p in service["spec"]["ports"]}
+    for dep in (d for d in _docs("cdrflow.yaml") if d["kind"] == "Deployment"):
+        env = _container_env(dep)
+        url = urlsplit(env["CDRFLOW_CLICKHOUSE"]["value"])
+        assert (url.scheme, url.hostname, url.port) == ("clickhouse", service["metadata"]["name"], ports["native"])
+        assert url.username == "cdrflow" and users.find(url.username) is not None
+        ref = re.fullmatch(r"\$\((\w+)\)", url.password).group(1)
+        sk = env[ref]["valueFrom"]["secretKeyRef"]
+        assert (sk["name"], sk["key"]) == secret_key_of("cdrflow")
+        assert grants == [f"GRANT SELECT ON {analyst_db(url.path.lstrip('/'))}.*"]
+    assert secret_key_of("analyst") != secret_key_of("cdrflow")
+    # Migrations run as the operator: its views must read the raw tables with its rights.
+    op_profile = root.find("profiles").find(users.find("cdrflow").findtext("profile"))
+    assert op_profile.findtext("default_normal_view_sql_security") == "DEFINER"

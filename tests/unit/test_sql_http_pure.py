@@ -44,3 +44,32 @@ def test_access_checks_passwords_per_user():
     # No analyst password configured: no analyst user at all.
     with pytest.raises(Refused):
         Access("op", "analyst", None).identify("analyst", "")
+
+
+def test_customer_views_filter_by_grants_and_leave_out_views_without_an_account():
+    from sinks.sql_http import customer_views_sql, grant_condition
+    from streams.portal.users import Grant, User
+
+    u = User("alice", "x", {"acc1": Grant("acc1", frozenset({"view"})),
+                            "it's": Grant("it's", frozenset({"view"}), frozenset({"u1"}))})
+    assert grant_condition(u, True) == "account IN ('acc1') OR (account = 'it\\'s' AND service_user IN ('u1'))"
+    assert grant_condition(u, False) == "account IN ('acc1')"
+    assert grant_condition(User("nobody", "x"), True) == "0"
+    assert grant_condition(User("off", "x", dict(u.grants), disabled=True), True) == "0"
+    stmts = customer_views_sql("d_analyst", "d_customer_x", {"cdr_masked": {"account", "service_user"},
+                                                             "totals": {"n"}}, u)
+    assert stmts[1:] == ["CREATE OR REPLACE VIEW `d_customer_x`.`cdr_masked` AS SELECT * FROM "
+                         "`d_analyst`.`cdr_masked` WHERE account IN ('acc1') OR "
+                         "(account = 'it\\'s' AND service_user IN ('u1'))"]
+
+
+def test_a_portal_user_cannot_take_the_operators_or_analysts_name():
+    class Store:
+        def authenticate(self, name, password):
+            return object()          # would accept anyone
+
+    access = Access("op-pw", "analyst", "an-pw", Store())
+    assert access.identify("carol", "pw").role == "customer"
+    for name in ("default", "analyst"):
+        with pytest.raises(Refused):
+            access.identify(name, "pw")
