@@ -94,6 +94,12 @@ def recycle(client_conf: dict, reasons: set[str] | None = None, dry_run: bool = 
         if not raw or not (raw[:1] == b"\x00" or codecs.is_container(raw)):
             stats.not_recyclable += 1
             continue
+        # A reject whose bytes came from another topic (a control command that failed in the
+        # charge stage, source account.control) is not a CDR: on cdr.raw it would only be
+        # rejected again, so it is counted and left alone.
+        if rej.get("source_topic") not in (None, "", topics.RAW):
+            stats.not_recyclable += 1
+            continue
         digest = blake2b(raw, digest_size=16).digest()
         if digest in sent:
             stats.duplicates += 1
