@@ -10,6 +10,8 @@ from streams import faust_compat, kafka_config, metrics, supervise, tansu_compat
 from streams.settings import get_settings
 
 settings = get_settings()
+# Faust creates only the last level of its data directory; a fresh checkout has no var/ yet.
+(settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
 
 
 # One connection for every client: TLS context and SASL credentials (streams/kafka_config.py).

@@ -97,7 +97,7 @@ def recycle(client_conf: dict, reasons: set[str] | None = None, dry_run: bool = 
         # A reject whose bytes came from another topic (a control command that failed in the
         # charge stage, source account.control) is not a CDR: on cdr.raw it would only be
         # rejected again, so it is counted and left alone.
-        if rej.get("source_topic") not in (None, "", topics.RAW):
+        if rej.get("source_topic") == topics.CONTROL:
             stats.not_recyclable += 1
             continue
         digest = blake2b(raw, digest_size=16).digest()

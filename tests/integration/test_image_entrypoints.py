@@ -38,11 +38,29 @@ def image_dirs():
     if os.geteuid() == 0:
         os.chown(data, NOBODY, NOBODY)
     os.chmod(app, 0o555)
+    opened = _let_others_traverse(ROOT, Path(sys.executable).resolve().parent) if os.geteuid() == 0 else []
     try:
         yield app, data
     finally:
+        for path, mode in opened:
+            os.chmod(path, mode)
         os.chmod(app, 0o755)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _let_others_traverse(*paths: Path) -> list[tuple[Path, int]]:
+    """Give 'others' search permission on the ancestors of the checkout and the interpreter that
+    lack it, and return their old modes. A checkout under a private directory (mktemp -d makes
+    0700 ones, as CI's fresh clone does) is unreachable for nobody; in the image the installed
+    package sits in world-readable /app, so this only recreates that reachability."""
+    opened: list[tuple[Path, int]] = []
+    for start in paths:
+        for d in [start, *start.parents]:
+            mode = d.stat().st_mode & 0o7777
+            if not mode & 0o001 and d not in [p for p, _ in opened]:
+                os.chmod(d, mode | 0o001)
+                opened.append((d, mode))
+    return opened
 
 
 def _as_image_user(argv: list[str]) -> list[str]:
