@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the Debian clickhouse-server used by the native-protocol tests.
-# Only acts when running as root and the binary is missing; otherwise explains what to do.
+# Installs the Debian packages the tests run for real: clickhouse-server, Kamailio + SIPp, Chromium +
+# chromedriver, docker-compose and promtool. Each step acts only when running as root and its binary is
+# missing; otherwise it explains what to do.
 set -euo pipefail
 # Kamailio (acc + db_text + dialog modules are in the main package) and SIPp (sip-tester) for the
 # tests that run real calls through a real proxy (tests/integration/test_kamailio_real.py).

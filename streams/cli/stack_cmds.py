@@ -35,7 +35,9 @@ def register(sub) -> None:
     p.add_argument("--workdir", type=Path, default=Path("var/up"))
     p.add_argument("--memory", action="store_true",
                    help="keep the embedded broker in memory: accounts, tariffs and offsets are lost on stop "
-                        "(default: on disk in WORKDIR/broker, or $CDRFLOW_BROKER_STORAGE)")
+                        "(the default unless $CDRFLOW_BROKER_STORAGE=disk)")
+    p.add_argument("--durable", action="store_true",
+                   help="experimental: keep the embedded broker on disk in WORKDIR/broker (see README)")
     _target_args(p)
     _portal_args(p)
     p.set_defaults(func=cmd_up)
@@ -155,13 +157,15 @@ def show_summary(console: Console, s: dict) -> None:
 
 
 def broker_data_for(args):
-    """Where `cdrflow up`'s embedded broker keeps its data: WORKDIR/broker unless --memory,
-    CDRFLOW_BROKER_STORAGE=memory, or an external Kafka (--bootstrap)."""
+    """Where `cdrflow up`'s embedded broker keeps its data: WORKDIR/broker with --durable or
+    CDRFLOW_BROKER_STORAGE=disk (never with --memory or an external Kafka, --bootstrap); else memory."""
     from streams.settings import get_settings
 
-    if args.memory or args.bootstrap or get_settings().broker_storage == "memory":
+    if args.memory or args.bootstrap:
         return None
-    return args.workdir / "broker"
+    if getattr(args, "durable", False) or get_settings().broker_storage == "disk":
+        return args.workdir / "broker"
+    return None
 
 
 def cmd_up(args) -> int:
@@ -177,7 +181,7 @@ def cmd_up(args) -> int:
         stack.wait_workers_ready(120)
         if not args.bootstrap:
             console.print(f"[bold]Broker storage:[/] " + (f"{stack.broker_data} (kept across restarts)" if durable
-                          else "memory (lost on stop; drop --memory to keep it)"))
+                          else "memory (lost on stop; --durable keeps it, experimental)"))
         from streams.settings import get_settings as _settings
         if _settings().webhooks_file:
             # Partner webhooks (streams/notifications.py): started only when partners are configured.
