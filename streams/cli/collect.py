@@ -15,7 +15,7 @@ import signal
 import time
 from pathlib import Path
 
-from streams.cli.publish import FORMATS, add_bootstrap, client_conf, publish_files
+from streams.cli.publish import FORMATS, add_bootstrap, client_conf, layout_arg, publish_files
 
 
 def register(sub) -> None:
@@ -54,17 +54,7 @@ def cmd_collect(args) -> int:
         raise UserError("--batch-size must be at least 1")
     if args.settle < 0 or args.interval <= 0:
         raise UserError("--settle must be >= 0 and --interval > 0")
-    layout = None
-    if args.layout:
-        if args.format != "asterisk-csv":
-            raise UserError("--layout applies to --format asterisk-csv only")
-        from streams.formats.asterisk import layout_from_cdr_custom
-
-        conf, _, mapping = args.layout.partition(":")
-        try:
-            layout = layout_from_cdr_custom(Path(conf).read_text(errors="replace"), mapping or None)
-        except (OSError, ValueError) as exc:
-            raise UserError(f"--layout {args.layout}: {exc}") from None
+    layout = layout_arg(args)
 
     console = Console(stderr=True)
     conf = client_conf(args.bootstrap)

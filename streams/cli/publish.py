@@ -199,6 +199,23 @@ def client_conf(bootstrap: str | None) -> dict:
     return conf
 
 
+def layout_arg(args):
+    """The cdr_custom layout named by --layout (publish and collect), or None."""
+    from streams.cli.main import UserError
+
+    if not args.layout:
+        return None
+    if args.format != "asterisk-csv":
+        raise UserError("--layout applies to --format asterisk-csv only")
+    from streams.formats.asterisk import layout_from_cdr_custom
+
+    conf, _, mapping = args.layout.partition(":")
+    try:
+        return layout_from_cdr_custom(Path(conf).read_text(errors="replace"), mapping or None)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--layout {args.layout}: {exc}") from None
+
+
 def cmd_publish(args) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -210,17 +227,7 @@ def cmd_publish(args) -> int:
         raise UserError(f"no such file: {', '.join(missing)}")
     if args.batch_size < 1:
         raise UserError("--batch-size must be at least 1")
-    layout = None
-    if args.layout:
-        if args.format != "asterisk-csv":
-            raise UserError("--layout applies to --format asterisk-csv only")
-        from streams.formats.asterisk import layout_from_cdr_custom
-
-        conf, _, mapping = args.layout.partition(":")
-        try:
-            layout = layout_from_cdr_custom(Path(conf).read_text(errors="replace"), mapping or None)
-        except (OSError, ValueError) as exc:
-            raise UserError(f"--layout {args.layout}: {exc}") from None
+    layout = layout_arg(args)
     console = Console(stderr=True)
     total = sum(f.read_bytes().count(b"\n") or 1 for f in args.files) if args.format != "avro" else None
     with Progress(TextColumn("[bold]publishing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
