@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     # The reservation write is awaited before the answer (durability); True pushes it to the
     # broker at once instead of after the producer's batching linger (most of the answer time).
     authorize_send_now: bool = True
+    # The charge agent's account values, key-store nodes and state snapshots go out through
+    # librdkafka, acknowledged before each offset commit, instead of Faust's producer
+    # (streams/direct_send.py). False: through Faust, as before (for comparison).
+    direct_send: bool = True
 
     web_host: str = "127.0.0.1"
     web_port: int = 6066

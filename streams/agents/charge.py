@@ -11,14 +11,16 @@ import orjson
 
 from streams import codecs, topics
 from streams.app import app, settings
-from streams import charge_outputs
+from streams import charge_outputs, direct_send
 from streams.batching import OUTPUT_MARGIN, acting_as, by_partition, byte_slices, reread_if_skipped, to_msg
-from streams.faust_compat import OffsetWatch
+from streams.faust_compat import OffsetWatch, store_reader
 from streams.core import credit
 from streams.core.charge import utc_now_ms
 from streams.core.periods import period_of
 from streams.metrics import COUNTS, count, count_rejects
 from streams.charge_isolate import charge_isolated
+from streams.partitioning import partition_for
+from streams.supervise import die
 from streams.periods_feed import current_closed
 from streams.tariffs import current_book
 
@@ -60,20 +62,49 @@ cdr_keys = app.Table(topics.KEYS_TABLE, default=None, partitions=settings.partit
 
 offset_watch = OffsetWatch()
 
+# Account values, key-store nodes and state snapshots: one or more per account per batch, sent
+# with librdkafka and acknowledged before each offset commit (streams/direct_send.py). Opened on
+# the first batch, so that importing the app (tests, CLI) connects nothing.
+_direct: direct_send.DirectProducer | None = None
+account_writer: direct_send.TableWriter | None = None
+key_writer: direct_send.TableWriter | None = None
 
-def load_state(account: str) -> dict | None:
-    raw = accounts.get(account.encode())
+
+async def _flush_direct() -> None:
+    # Runs inside Faust's producer flush, right before an offset commit: a record the broker did
+    # not store must stop the worker before that commit (the input is then read again).
+    try:
+        await _direct.flush()
+    except direct_send.DirectSendError as exc:
+        die("charge", exc)
+
+
+def _open_writers() -> None:
+    global _direct, account_writer, key_writer
+    if account_writer is not None:
+        return
+    if settings.direct_send:
+        _direct = direct_send.DirectProducer(settings.kafka_client_config(), settings.producer_max_request_bytes)
+        direct_send.flush_before_commit(_flush_direct)
+    account_writer = direct_send.TableWriter(accounts, _direct)
+    key_writer = direct_send.TableWriter(cdr_keys, _direct)
+
+
+def load_state(account: str, read=None) -> dict | None:
+    raw = (read or accounts.get)(account.encode())
     return orjson.loads(raw) if raw else None
 
 
-def store_state(account: str, state: dict) -> None:
+def store_state(account: str, state: dict, partition: int) -> None:
     # orjson's result keeps a 4 KiB buffer whatever its length; the copy is exact-size (measured:
     # 496 MB per million accounts with the copy, 4.2 GB without).
-    accounts[account.encode()] = bytes(memoryview(orjson.dumps(state)))
+    account_writer.put(partition, account.encode(), bytes(memoryview(orjson.dumps(state))))
 
 
 async def _send(out: charge_outputs.Output, part: int) -> None:
-    if out.key is None:
+    if _direct is not None and out.topic == topics.STATE:
+        _direct.send(out.topic, partition_for(out.key.decode(), settings.partitions), out.key, out.value)
+    elif out.key is None:
         await _TOPICS[out.topic].send(value=out.value, partition=part)
     else:
         await _TOPICS[out.topic].send(key=out.key, value=out.value)
@@ -102,13 +133,15 @@ async def _charge_partition(part: int, evs: list) -> None:
 
 
 async def _charge_slice(part: int, evs: list) -> None:
+    _open_writers()
     now = utc_now_ms()
     # Arrival order keeps each topic-partition in offset order, which replay detection relies on.
     msgs = [to_msg(e) for e in evs]
     # A bug must not stop billing for every account, nor drop the batch: the failing inputs are
     # isolated and become recyclable internal_error rejects (streams/charge_isolate.py).
-    done = charge_isolated(msgs, load_state, _rate, now, settings.dedup_horizon_days,
-                           book=current_book(), keys=cdr_keys.get, closed=current_closed())
+    read_account = store_reader(accounts)
+    done = charge_isolated(msgs, lambda a: load_state(a, read_account), _rate, now, settings.dedup_horizon_days,
+                           book=current_book(), keys=store_reader(cdr_keys), closed=current_closed())
     res, states = done.res, done.states
     for f in done.failures:
         log.error("event=charge_failed scope=%s partition=%s topic=%s offset=%s index=%s", f.where, part,
@@ -126,12 +159,9 @@ async def _charge_slice(part: int, evs: list) -> None:
         # account value carries its last batch's keys, and a node ahead of its account value's
         # offset does not count), see streams/core/dedup.py.
         for nk, node in res.key_writes.items():
-            if node is not None:
-                cdr_keys[nk] = node
-            elif nk in cdr_keys:
-                del cdr_keys[nk]
+            key_writer.put(part, nk, node)
         for acct in res.touched:
-            store_state(acct, states[acct])
+            store_state(acct, states[acct], part)
     for out in charge_outputs.after_store(res, states, now):
         await _send(out, part)
     count("rated", len(res.rated) - res.redelivered)

@@ -103,13 +103,22 @@ def test_the_agent_sends_the_good_cdrs_and_the_reject_instead_of_dropping_the_ba
     async def send(out, part):
         sent.append((out.topic, out))
 
-    def store_state(acct, state):
+    def store_state(acct, state, partition):
         table[acct] = copy.deepcopy(state)
 
+    class KeyWriter:
+        def put(self, partition, nk, node):
+            if node is None:
+                nodes.pop(nk, None)
+            else:
+                nodes[nk] = node
+
     monkeypatch.setattr(agent, "_send", send)
-    monkeypatch.setattr(agent, "load_state", lambda a: copy.deepcopy(table.get(a)))
+    monkeypatch.setattr(agent, "load_state", lambda a, read=None: copy.deepcopy(table.get(a)))
     monkeypatch.setattr(agent, "store_state", store_state)
     monkeypatch.setattr(agent, "cdr_keys", nodes)
+    monkeypatch.setattr(agent, "key_writer", KeyWriter())
+    monkeypatch.setattr(agent, "_open_writers", lambda: None)
     monkeypatch.setattr(agent, "acting_as", lambda _e: contextlib.nullcontext())
     monkeypatch.setattr(agent, "_rate", flaky_rate)
     monkeypatch.setattr(agent, "current_book", lambda: BOOK)

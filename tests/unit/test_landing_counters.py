@@ -89,3 +89,31 @@ def test_counters_endpoint_answers_from_memory():
         server.shutdown()
     assert body["rows_landed"] == {"cdr_rated": 1}
     assert body["lag"] == {"cdr.rated:0": 0}
+
+
+def test_consumer_lag_is_scraped_per_partition_from_the_offsets_noted():
+    """cdrflow_sink_consumer_lag (deploy/prometheus/alerts.yml) is computed at scrape time:
+    read-but-uncommitted messages per partition, counted from the first offset this process read
+    until it commits there."""
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from sinks.landing import Metrics
+
+    m = Metrics()
+    for off in range(100, 110):             # 10 messages read on cdr.rated[2], nothing committed
+        m.note_seen("cdr.rated", 2, off)
+    for off in range(0, 5):
+        m.note_seen("account.state", 0, off)
+    m.note_committed("account.state", 0, 5)  # all of account.state[0] landed
+
+    def lag() -> dict:
+        text = generate_latest(m.registry).decode()
+        return {(s.labels["topic"], s.labels["partition"]): s.value
+                for fam in text_string_to_metric_families(text) for s in fam.samples
+                if s.name == "cdrflow_sink_consumer_lag"}
+
+    assert lag() == {("cdr.rated", "2"): 10, ("account.state", "0"): 0}
+    m.note_committed("cdr.rated", 2, 107)
+    m.note_seen("cdr.rated", 2, 110)
+    assert lag()[("cdr.rated", "2")] == 4    # offsets 107..110

@@ -173,3 +173,17 @@ def test_run_flushes_on_stop():
 @pytest.mark.parametrize("attempt,expected", [(0, 0.5), (1, 1.0), (3, 4.0), (20, 30.0)])
 def test_backoff(attempt, expected):
     assert landing.backoff_s(attempt) == expected
+
+
+def test_dedup_token_bytes_are_stable_across_versions():
+    """A retry after an upgrade must reuse the token the server saw: the digest is over each
+    sorted key's repr followed by \\x1f (computed here with hashlib, independently)."""
+    from hashlib import blake2b
+
+    from sinks.landing import dedup_token
+
+    recs = [{"cdr_key": "b2", "rating_version": 1}, {"cdr_key": "a1", "rating_version": 2}]
+    h = blake2b(digest_size=12)
+    for k in ("('a1', 2)", "('b2', 1)"):
+        h.update(k.encode() + b"\x1f")
+    assert dedup_token("cdr_rated", {("cdr.rated", 3): (10, 11)}, recs) == f"cdr_rated|cdr.rated:3:10-11|{h.hexdigest()}"
