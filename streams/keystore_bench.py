@@ -109,12 +109,84 @@ def run(histories: list[int], now: int) -> dict:
     return out
 
 
+def call_centre(cdrs: int, accounts: int, parts: int, now: int) -> dict:
+    """The call-centre scenario in-process: simulator CDRs of ``accounts`` accounts over 30 call
+    days, normalised and charged in 2,000-CDR containers; per part, normalise and charge µs/CDR
+    and the key-store node writes and bytes per CDR (why the live run's cost rises, then levels
+    off: the node writes per CDR grow towards one as each day's keys spread over more leaves)."""
+    from collections import defaultdict
+
+    from streams import topics
+    from streams.core.normalize import Limits
+    from streams.mediation import Normalizer, load_sources
+    from streams.partitioning import partition_for
+    from streams.simulator import CdrGenerator, make_accounts
+
+    partitions = 8
+    book = load_tariff_book(DATA_DIR / "tariff_default.yaml")
+
+    def rate(cdr, plan):
+        return book.rate(cdr, plan=plan)
+
+    sim = make_accounts(accounts, seed=7, heavy_share=0.0)
+    store: dict = {}
+    nodes: dict[bytes, bytes] = {}
+    for i, a in enumerate(sim):
+        part = partition_for(a.account, partitions)
+        msg = Msg(topics.CONTROL, part, i, now, codecs.encode(codecs.CONTROL, a.provision_command(now)))
+        res, states = charge_partition([msg], store.get, rate, now, 35)
+        store.update((acct, states[acct]) for acct in res.touched)
+    gen = CdrGenerator(sim, now, seed=8, window_s=30 * 86_400)
+    norm = Normalizer(partitions, sources=load_sources(None), limits=Limits(max_age_s=35 * 86_400))
+    offsets: dict[int, int] = defaultdict(int)
+    per_part = max(2_000, cdrs // parts)
+    out = []
+    for k in range(max(1, cdrs // per_part)):
+        recs = gen.take(per_part)
+        t_norm = t_charge = 0.0
+        writes = written = 0
+        for i in range(0, per_part, 2_000):
+            value = codecs.encode_container(codecs.SWITCH_CDR, recs[i:i + 2_000])
+            t = time.perf_counter()
+            r = norm.run([Msg(topics.RAW, 0, i, now, value)], now)
+            msgs = []
+            for part, batch_cdrs in r.by_partition.items():
+                offsets[part] += 1
+                msgs.append(Msg(topics.NORMALIZED, part, offsets[part], now,
+                                codecs.encode_batch(codecs.CANONICAL_BATCH, batch_cdrs)))
+            t2 = time.perf_counter()
+            t_norm += t2 - t
+            for m in msgs:
+                res, states = charge_partition([m], store.get, rate, now, 35, keys=nodes.get)
+                for nk, v in res.key_writes.items():
+                    if v is None:
+                        nodes.pop(nk, None)
+                    else:
+                        nodes[nk] = v
+                    writes += 1
+                    written += len(nk) + len(v or b"")
+                store.update((acct, states[acct]) for acct in res.touched)
+            t_charge += time.perf_counter() - t2
+        out.append({"part": k + 1, "normalize_us_per_cdr": round(t_norm * 1e6 / per_part, 1),
+                    "charge_us_per_cdr": round(t_charge * 1e6 / per_part, 1),
+                    "key_node_writes_per_cdr": round(writes / per_part, 2),
+                    "key_node_bytes_per_cdr": round(written / per_part), "key_nodes": len(nodes)})
+    return {"cdrs": per_part * len(out), "accounts": accounts, "parts": out}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--history", type=int, nargs="+", default=[25_000, 125_000])
+    p.add_argument("--call-centre", type=int, metavar="CDRS", default=0,
+                   help="instead: the call-centre scenario in-process with this many CDRs")
+    p.add_argument("--accounts", type=int, default=20, help="accounts of --call-centre")
+    p.add_argument("--segments", type=int, default=10, help="parts of --call-centre reported")
     args = p.parse_args()
     now = int(time.time() * 1000)
-    print(json.dumps(run(args.history, now), indent=1))
+    if args.call_centre:
+        print(json.dumps(call_centre(args.call_centre, args.accounts, args.segments, now), indent=1))
+    else:
+        print(json.dumps(run(args.history, now), indent=1))
 
 
 if __name__ == "__main__":
