@@ -10,6 +10,7 @@ tests/integration/test_agents.py checks the changelog partitions line up.
 from __future__ import annotations
 
 import logging
+import time
 import weakref
 from collections import defaultdict
 from contextlib import contextmanager
@@ -45,6 +46,20 @@ def to_msg(event) -> Msg:
     return Msg(m.topic, m.partition, m.offset, int(m.timestamp * 1000) if m.timestamp else 0, event.value)
 
 
+# A re-read asked for by reread_if_skipped that has not started after this long ends the worker.
+REREAD_STALL_S = 30.0
+
+
+def check_rereads(watch: OffsetWatch, stage: str, die, after_s: float = REREAD_STALL_S) -> None:
+    """End the process (``die``, streams/supervise.py) when a re-read never started: an idle
+    worker holding unread, uncommitted input is the worst state (issue 16)."""
+    stalled = watch.stalled(time.monotonic(), after_s)
+    if stalled:
+        topic, partition, offset = stalled[0]
+        die(stage, RuntimeError(f"{topic}[{partition}] was passed over at offset {offset} and not read again "
+                                f"within {after_s:.0f} s of the seek; restarting reads it from the committed offset"))
+
+
 async def reread_if_skipped(app, watch: OffsetWatch, events, stage: str) -> None:
     """A forward jump in an input partition would lose input: say so, and read again from the
     committed offsets (Faust's commit waits at the hole, and replays are harmless)."""
@@ -53,9 +68,11 @@ async def reread_if_skipped(app, watch: OffsetWatch, events, stage: str) -> None
                         lambda m: committed.get(m.tp))
     if not skips:
         return
+    now = time.monotonic()
     for topic, partition, prev, nxt in skips:
         log.error("event=input_skipped stage=%s topic=%s partition=%s last=%s next=%s action=reread_from_committed",
                   stage, topic, partition, prev, nxt)
+        watch.expect_reread(topic, partition, prev + 1, now)
     count("input_skips", len(skips))
     await app.consumer.perform_seek()
 

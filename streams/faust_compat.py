@@ -79,6 +79,22 @@ class OffsetWatch:
     def __init__(self) -> None:
         self._last: dict[tuple[str, int], int] = {}
         self._generation: int | None = None
+        # Partitions asked to be read again: (first skipped offset, monotonic time asked).
+        self._rereads: dict[tuple[str, int], tuple[int, float]] = {}
+
+    def expect_reread(self, topic: str, partition: int, from_offset: int, now: float) -> None:
+        """The agent asked for ``topic[partition]`` to be read again from its committed offset,
+        which is at or before ``from_offset``: the re-read is seen once a message at or before
+        that offset arrives."""
+        self._rereads.setdefault((topic, partition), (from_offset, now))
+
+    def stalled(self, now: float, after_s: float) -> list[tuple[str, int, int]]:
+        """[(topic, partition, first skipped offset)] of re-reads not seen for ``after_s``
+        seconds. Seen under SIGKILL storms (docs/notes/2026-11-30/perf3.md): after the seek,
+        Faust fetched nothing more from that partition and the worker sat idle with its input
+        unread and uncommitted. The caller ends the worker; a new consumer reads from the
+        committed offset."""
+        return [(t, p, off) for (t, p), (off, since) in self._rereads.items() if now - since > after_s]
 
     def skips(self, messages, generation: int = 0, committed_of=None) -> list[tuple[str, int, int, int]]:
         """[(topic, partition, last offset, next offset seen)] for each forward jump.
@@ -87,11 +103,18 @@ class OffsetWatch:
         so a skip right at the start of a generation is seen too; "last" is then committed - 1."""
         if generation != self._generation:
             self._last.clear()
+            # A rebalance re-reads every partition from its committed offset (or hands it over).
+            self._rereads.clear()
             self._generation = generation
         out = []
         last = self._last
+        rereads = self._rereads
         for m in messages:
             tp = (m.topic, m.partition)
+            if rereads:
+                r = rereads.get(tp)
+                if r is not None and m.offset <= r[0]:
+                    del rereads[tp]
             prev = last.get(tp)
             if prev is None and committed_of is not None:
                 committed = committed_of(m)

@@ -12,7 +12,8 @@ import orjson
 from streams import codecs, topics
 from streams.app import app, settings
 from streams import charge_outputs, direct_send
-from streams.batching import OUTPUT_MARGIN, acting_as, by_partition, byte_slices, reread_if_skipped, to_msg
+from streams.batching import (OUTPUT_MARGIN, acting_as, by_partition, byte_slices, check_rereads, reread_if_skipped,
+                              to_msg)
 from streams.faust_compat import OffsetWatch, store_reader
 from streams.core import credit
 from streams.core.charge import utc_now_ms
@@ -178,6 +179,11 @@ async def _charge_slice(part: int, evs: list) -> None:
     count("commands", res.commands)
     for err in res.command_errors:
         log.warning("control command refused: %s", err)
+
+
+@app.timer(interval=5.0)
+async def charge_rereads() -> None:
+    check_rereads(offset_watch, "charge", die)
 
 
 @app.timer(interval=settings.period_check_s)

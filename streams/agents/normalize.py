@@ -5,13 +5,15 @@ import asyncio
 
 from streams import codecs, topics
 from streams.app import app, settings
-from streams.batching import OUTPUT_MARGIN, encoded_chunks, fitted_reject, reread_if_skipped, to_msg
+from streams.batching import (OUTPUT_MARGIN, check_rereads, encoded_chunks, fitted_reject, reread_if_skipped,
+                              to_msg)
 from streams.faust_compat import OffsetWatch
 from streams.core.charge import utc_now_ms
 from streams.metrics import count, count_rejects
 from streams.core.normalize import Limits
 from streams.mediation import Normalizer, load_sources
 from streams.registry import wire_from_settings
+from streams.supervise import die
 
 raw_topic = app.topic(topics.RAW, partitions=settings.raw_partitions, value_serializer="raw")
 normalized_topic = app.topic(topics.NORMALIZED, partitions=settings.partitions, value_serializer="raw")
@@ -60,3 +62,8 @@ async def normalize(stream):
             count("rejected_normalize", len(res.rejects))
             count_rejects("normalize", res.rejects)
             await asyncio.sleep(0)
+
+
+@app.timer(interval=5.0)
+async def normalize_rereads() -> None:
+    check_rereads(offset_watch, "normalize", die)

@@ -210,6 +210,8 @@ def cmd_up(args) -> int:
         signal.signal(signal.SIGTERM, _stop)
         while not stop:
             time.sleep(1)
+            for name in stack.restart_crashed_workers():
+                console.print(f"[yellow]{name} stopped itself (exit 70, reason in its log); started again[/]")
             stack.check_alive()
     except KeyboardInterrupt:
         pass

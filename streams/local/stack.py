@@ -131,6 +131,20 @@ class LocalStack:
         wait_until(balanced, timeout_s, what="a balanced partition assignment", check=self.check_alive)
         return {n: self.assignment(n)["partitions"] for n in self.worker_ports}
 
+    def restart_crashed_workers(self) -> list[str]:
+        """Start again each worker that ended itself with exit 70 (a crashed agent or a stalled
+        input, streams/supervise.py), as systemd or Kubernetes would; its uncommitted input is
+        read again. Returns the names restarted."""
+        from streams.supervise import EXIT_AGENT_CRASHED
+
+        out = []
+        for name, child in list(self.children.items()):
+            if name in self.worker_ports and not child.alive() and child.popen.returncode == EXIT_AGENT_CRASHED:
+                self.children.pop(name)
+                self.start_worker(name)
+                out.append(name)
+        return out
+
     def check_alive(self) -> None:
         for name, child in self.children.items():
             if not child.alive():

@@ -75,3 +75,46 @@ def test_offset_watch_sees_a_skip_at_the_start_against_the_committed_offset():
     assert w2.skips([M("t", 0, 10), M("t", 0, 11)], generation=1, committed_of=of) == []
     # A re-read below the committed offset is fine.
     assert OffsetWatch().skips([M("t", 0, 3)], generation=1, committed_of=of) == []
+
+
+def test_a_reread_that_never_starts_is_reported_as_stalled():
+    """Seen under a SIGKILL storm: after the agent asked for cdr.raw[2] to be read again from its
+    committed offset (169), Faust fetched nothing more from it; the worker sat idle with 190 CDRs
+    unread. A re-read counts as started when a message at or before the first skipped offset
+    arrives; one that has not started after the bound is reported."""
+    w = OffsetWatch()
+    assert w.skips([M("cdr.raw", 2, 168), M("cdr.raw", 2, 173)], generation=1) == [("cdr.raw", 2, 168, 173)]
+    w.expect_reread("cdr.raw", 2, 169, now=100.0)
+    assert w.stalled(now=120.0, after_s=30) == []
+    # Other partitions keep flowing, and more of partition 2 past the hole does not count.
+    w.skips([M("cdr.raw", 1, 50), M("cdr.raw", 2, 174)], generation=1)
+    assert w.stalled(now=131.0, after_s=30) == [("cdr.raw", 2, 169)]
+
+
+def test_a_reread_that_starts_is_not_stalled():
+    w = OffsetWatch()
+    w.skips([M("cdr.raw", 2, 168), M("cdr.raw", 2, 173)], generation=1)
+    w.expect_reread("cdr.raw", 2, 169, now=100.0)
+    w.skips([M("cdr.raw", 2, 165), M("cdr.raw", 2, 166)], generation=1)   # from the committed offset
+    assert w.stalled(now=500.0, after_s=30) == []
+
+
+def test_a_rebalance_forgets_pending_rereads():
+    # The partition may now belong to another worker, which reads it from the committed offset.
+    w = OffsetWatch()
+    w.expect_reread("cdr.raw", 2, 169, now=100.0)
+    w.skips([M("cdr.raw", 0, 7)], generation=2)
+    assert w.stalled(now=500.0, after_s=30) == []
+
+
+def test_check_rereads_ends_the_worker_with_the_reason():
+    from streams.batching import check_rereads
+
+    w = OffsetWatch()
+    w.expect_reread("cdr.raw", 2, 169, now=0.0)       # monotonic time 0: long past
+    died = []
+    check_rereads(w, "normalize", lambda stage, exc: died.append((stage, str(exc))), after_s=30)
+    assert died and died[0][0] == "normalize" and "cdr.raw[2]" in died[0][1] and "169" in died[0][1]
+    fresh = OffsetWatch()
+    check_rereads(fresh, "normalize", lambda *a: died.append(a), after_s=30)
+    assert len(died) == 1
