@@ -86,3 +86,40 @@ def test_without_a_producer_the_table_itself_is_written():
     app = faust.App("cdrflow-direct-test2", broker="kafka://127.0.0.1:1", store="memory://")
     table = app.Table("t", default=None, partitions=4, key_type=bytes, value_type=bytes)
     assert not TableWriter(table, None).direct
+
+
+def test_faust_flushes_its_producer_before_committing_offsets():
+    """The direct records are acknowledged before a commit only because Faust awaits its
+    producer's flush (where our hook runs) right before committing. Pinned here so a Faust
+    upgrade that changes this fails loudly."""
+    import inspect
+
+    from faust.transport.consumer import Consumer
+
+    src = inspect.getsource(Consumer._commit_offsets)
+    assert "await self.app.producer.flush()" in src
+    assert src.index("await self.app.producer.flush()") < src.index("await self._commit(")
+
+
+def test_the_hook_runs_after_faust_s_own_flush():
+    from faust.transport.drivers.aiokafka import Producer
+
+    from streams import direct_send
+
+    order = []
+
+    class Buffer:
+        async def flush(self):
+            order.append("faust buffer")
+
+    async def hook():
+        order.append("direct records")
+
+    fake = type("P", (), {})()
+    fake.buffer, fake._producer, fake._transaction_producers = Buffer(), None, {}
+    direct_send.flush_before_commit(hook)
+    try:
+        asyncio.run(Producer.flush(fake))
+    finally:
+        direct_send._hooks.remove(hook)
+    assert order == ["faust buffer", "direct records"]
