@@ -63,14 +63,19 @@ class DirectProducer:
             self.error = f"{msg.topic()}[{msg.partition()}]: {err}"
         self.acked += 1
 
-    def send(self, topic: str, partition: int, key: bytes | None, value: bytes | None) -> None:
+    def send(self, topic: str, partition: int | None, key: bytes | None, value: bytes | None) -> None:
+        """``partition`` None: by key, with the murmur2 partitioner Faust and Java clients use
+        (streams/partitioning.py ``producer_config``)."""
         if self.error is not None:
             raise DirectSendError(f"an earlier record was not stored: {self.error}")
         from confluent_kafka import KafkaException
 
         while True:
             try:
-                self._p.produce(topic, value=value, key=key, partition=partition, on_delivery=self._delivered)
+                if partition is None:
+                    self._p.produce(topic, value=value, key=key, on_delivery=self._delivered)
+                else:
+                    self._p.produce(topic, value=value, key=key, partition=partition, on_delivery=self._delivered)
                 break
             except BufferError:
                 # librdkafka's local queue is full: the broker is behind. Wait for it here rather
@@ -95,21 +100,17 @@ class DirectProducer:
         if self.error is not None:
             raise DirectSendError(f"a record was not stored: {self.error}")
 
-    def close(self, timeout_s: float = 10.0) -> None:
-        self._p.flush(timeout_s)
-        self._stop.set()
-
 
 class TableWriter:
     """Writes of one Faust table: the in-memory store and its changelog record, or (any other
     store) the table itself, which needs the caller to act as the input's event."""
 
     def __init__(self, table, producer: DirectProducer | None):
+        from streams.faust_compat import plain_memory_table
+
         self.table = table
         self.producer = producer
-        store = table.data
-        self._direct = (producer is not None and type(store).__module__ == "faust.stores.memory"
-                        and table.default is None and getattr(table, "window", None) is None)
+        self._direct = producer is not None and plain_memory_table(table)
         self._topic = table.changelog_topic.get_topic_name() if self._direct else None
 
     @property

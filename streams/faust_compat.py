@@ -137,9 +137,13 @@ def store_reader(table):
     without a default or windows, the same answer comes from the store's dict. Any other store
     (RocksDB, ...) reads through the table. Resolve it per batch: a store may swap its dict
     when partitions are recovered."""
+    return table.data.data.get if plain_memory_table(table) else table.get
+
+
+def plain_memory_table(table) -> bool:
+    """True for a Faust table on the in-memory store, without a default or windows: its store's
+    dict holds exactly what the table reads and writes, so the hot path may use it directly
+    (``store_reader``, streams/direct_send.py ``TableWriter``)."""
     store = getattr(table, "data", None)
-    inner = getattr(store, "data", None)
-    if (type(store).__module__ == "faust.stores.memory" and type(inner) is dict
-            and table.default is None and getattr(table, "window", None) is None):
-        return inner.get
-    return table.get
+    return (type(store).__module__ == "faust.stores.memory" and type(getattr(store, "data", None)) is dict
+            and table.default is None and getattr(table, "window", None) is None)

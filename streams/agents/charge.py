@@ -20,7 +20,6 @@ from streams.core.charge import utc_now_ms
 from streams.core.periods import period_of
 from streams.metrics import COUNTS, count, count_rejects
 from streams.charge_isolate import charge_isolated
-from streams.partitioning import partition_for
 from streams.supervise import die
 from streams.periods_feed import current_closed
 from streams.tariffs import current_book
@@ -104,7 +103,7 @@ def store_state(account: str, state: dict, partition: int) -> None:
 
 async def _send(out: charge_outputs.Output, part: int) -> None:
     if _direct is not None and out.topic == topics.STATE:
-        _direct.send(out.topic, partition_for(out.key.decode(), settings.partitions), out.key, out.value)
+        _direct.send(out.topic, None, out.key, out.value)
     elif out.key is None:
         await _TOPICS[out.topic].send(value=out.value, partition=part)
     else:
