@@ -42,6 +42,13 @@ def last_month_start() -> datetime:
     return datetime(now.year, now.month, 1, tzinfo=AMS)
 
 
+def settled_start(ms_ago: int) -> int:
+    """A start time about ms_ago in the past at hh:20 UTC. The tariff's bands change on the local
+    hour (Amsterdam is a whole-hour offset), so 10-minute calls from here never straddle a change
+    and cost the same: NOW - ms_ago once flaked when the test started near 07:59 UTC."""
+    return (NOW - ms_ago) // 3_600_000 * 3_600_000 + 20 * 60_000
+
+
 def cdr(account: str, call_id: str, start_ms: int, billsec: int = 600, user: str = "ext1",
         called: str = "0612345678") -> dict:
     return {"switch_id": "sw-cc", "call_id": call_id, "leg": "A", "partial_seq": 0, "partial_final": True,
@@ -152,7 +159,7 @@ def test_monthly_reset_then_late_cdr_corrects_the_past_period(env):
 
 def test_soft_hard_raise_unbar_and_duplicates(env):
     stack, pub = env
-    t = NOW - 3_600_000
+    t = settled_start(3_600_000)
     a, b, c = (cdr("CC-R", f"r{i}", t + i * 1000) for i in range(3))
     ca = cost(a)
     assert cost(b) == ca == cost(c)
@@ -184,7 +191,7 @@ def test_soft_hard_raise_unbar_and_duplicates(env):
 
 def test_service_user_thresholds_notify_once_each(env):
     stack, pub = env
-    t = NOW - 7_200_000
+    t = settled_start(7_200_000)
     calls = [cdr("CC-U", f"u{i}", t + i * 1000, user="ext1") for i in range(3)]
     other = cdr("CC-U", "u9", t + 9000, user="ext2")
     one = cost(calls[0])

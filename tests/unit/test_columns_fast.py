@@ -78,3 +78,40 @@ def test_rated_columns_equal_with_the_reference_converters(monkeypatch):
     monkeypatch.setitem(C.CONVERT, "time", C._to_time_reference)
     monkeypatch.setitem(C.CONVERT, "money", C.micros_to_decimal)
     assert C.to_columns("cdr_rated", recs) == fast
+
+
+# Values a column may meet: right types, near misses (bool for int, bytes for str, None), edges.
+_ANY = st.one_of(st.integers(min_value=-(10**18) - 5, max_value=LAST_MS + 5), st.booleans(), st.none(),
+                 st.text(max_size=3), st.binary(max_size=3), st.floats(allow_nan=False),
+                 st.datetimes(timezones=st.just(timezone.utc)), st.lists(st.text(max_size=2), max_size=2))
+
+
+def _columns_outcome(fn, table, records):
+    try:
+        names, cols = fn(table, records)
+    except Exception as exc:   # which error, and on which column, is part of the behaviour
+        return ("raises", type(exc), str(exc).split(":")[0])
+    return ("value", names, [[(type(v), repr(v), getattr(v, "tzinfo", None)) for v in c] for c in cols])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.data())
+def test_to_columns_equals_the_value_by_value_conversion(data):
+    # Mostly good rated rows with a few fields replaced by anything: each column either passes
+    # whole (fast path) or is converted value by value, and the result must not tell them apart.
+    rows = [dict(rated(i)) for i in range(data.draw(st.integers(0, 6)))]
+    for row in rows:
+        for field in data.draw(st.lists(st.sampled_from(sorted(row)), max_size=2)):
+            if data.draw(st.booleans()):
+                row[field] = data.draw(_ANY)
+            else:
+                row.pop(field, None)
+    assert _columns_outcome(C.to_columns, "cdr_rated", rows) == _columns_outcome(C._to_columns_reference, "cdr_rated", rows)
+
+
+def test_to_columns_fast_path_keeps_types_exact():
+    rows = [rated(0), rated(1, cost_micros=1_234_567)]
+    assert _columns_outcome(C.to_columns, "cdr_rated", rows) == _columns_outcome(C._to_columns_reference, "cdr_rated", rows)
+    rows[1]["billsec_s"] = True          # a bool is no integer: refused, as before
+    with pytest.raises(TypeError, match="billsec"):
+        C.to_columns("cdr_rated", rows)
