@@ -20,7 +20,7 @@ from typing import Callable
 from streams import codecs
 from streams.core import credit
 from streams.core.charge import BatchResult, cdr_reject, make_reject
-from streams.core.dedup import decode_pending, encode_pending
+from streams.core.dedup import crash_safe_order, decode_pending, encode_pending
 from streams.core.reasons import HINTS, Reason
 from streams.msg import Msg
 from streams.pipeline import charge_partition
@@ -160,7 +160,8 @@ class _Overlay:
             st = self.states.get(acct)
             if st is not None and acct in self.pending:
                 st["kpend"] = encode_pending(self.pending[acct])
-        self.res.key_writes = self.key_writes
+        # The steps' writes merged keep each node's first position: order them again.
+        self.res.key_writes = crash_safe_order(self.key_writes)
         return self.res
 
 

@@ -163,8 +163,29 @@ class KeyIndex:
         self._last = ()
 
     def writes(self) -> dict[bytes, bytes | None]:
-        """Node values to store (None: delete)."""
-        return {nk: self._nodes[nk] for nk in self._dirty}
+        """Node values to store (None: delete), in the order that survives a crash part-way
+        (see ``crash_safe_order``)."""
+        return crash_safe_order({nk: self._nodes[nk] for nk in self._dirty})
+
+
+def crash_safe_order(writes: dict[bytes, bytes | None]) -> dict[bytes, bytes | None]:
+    """Leaves and deletions first, then split markers, deepest first.
+
+    The node records go to the changelog one by one, and a crash keeps some first part of them.
+    A split marker stored before its children would hide the old leaf's entries behind children
+    that were never written: keys the account applied long ago would look new, and a re-sent
+    copy would be billed again. Children first, parent last: any first part leaves either the old
+    leaf in force (the children are unreachable until the marker lands, and are rewritten when
+    the leaf splits again) or a complete split. Deepest markers first, for splits that cascade.
+    Callers that merge the writes of several steps must order the merged dict again."""
+    splits = sorted((nk for nk, v in writes.items() if v == SPLIT), key=_depth, reverse=True)
+    out = {nk: v for nk, v in writes.items() if v != SPLIT}
+    out.update((nk, SPLIT) for nk in splits)
+    return out
+
+
+def _depth(nk: bytes) -> int:
+    return len(nk) - nk.rfind(SEP.encode()) - 1
 
 
 def _bits(kid: bytes) -> bytes:

@@ -218,3 +218,50 @@ def test_the_content_digest_covers_every_canonical_field_but_transport():
     schema = json.loads((Path(__file__).resolve().parents[2] / "schemas" / "cdr.v1.CanonicalCdr.avsc").read_text())
     transport = {"source_topic", "source_partition", "source_offset", "source_index", "ingest_ms", "raw"}
     assert set(CONTENT_FIELDS) == {f["name"] for f in schema["fields"]} - transport
+
+
+def _kid(n: int) -> bytes:
+    # Key ids that share their first bits, so one leaf fills and its split can cascade.
+    return bytes([0b1010_0000]) + n.to_bytes(7, "big")
+
+
+def test_a_crash_part_way_through_a_split_never_hides_applied_keys():
+    """The node records reach the changelog one by one and a crash keeps a first part of them.
+    Before the fix the split marker went first: a crash right after it left the account's old
+    keys behind children that were never written, so a re-send of any of them billed again."""
+    from streams.core.dedup import SPLIT, KeyIndex
+
+    store: dict[bytes, bytes | None] = {}
+    first = KeyIndex(store.get)
+    for n in range(LEAF_MAX):                         # one full leaf, stored
+        first.add("A1", "20410", _kid(n), b"d" * 8, n)
+    store.update(first.writes())
+    assert list(store.values()).count(SPLIT) == 0
+    nxt = KeyIndex(store.get)
+    for n in range(LEAF_MAX, LEAF_MAX + 40):           # the leaf splits (and splits again)
+        nxt.add("A1", "20410", _kid(n), b"e" * 8, n)
+    writes = list(nxt.writes().items())
+    assert sum(v == SPLIT for _k, v in writes) >= 2
+    for cut in range(len(writes) + 1):                 # a crash after any number of records
+        after = dict(store)
+        for nk, v in writes[:cut]:
+            if v is None:
+                after.pop(nk, None)
+            else:
+                after[nk] = v
+        seen = KeyIndex(after.get)
+        missing = [n for n in range(LEAF_MAX) if seen.lookup("A1", "20410", _kid(n)) != (b"d" * 8, n)]
+        assert not missing, f"after {cut} of {len(writes)} records, {len(missing)} applied keys look new"
+
+
+def test_writes_merged_from_several_steps_are_ordered_again():
+    from streams.core.dedup import SPLIT, crash_safe_order
+
+    merged = {b"A\x1fd\x1f": b"L", b"A\x1fd\x1f1": b"L", b"A\x1fd\x1f0": b"L"}
+    merged[b"A\x1fd\x1f"] = SPLIT                      # a later step split the first leaf
+    merged[b"A\x1fd\x1f0"] = SPLIT
+    merged[b"A\x1fd\x1f00"] = b"L"
+    merged[b"A\x1fd\x1f01"] = None
+    assert list(crash_safe_order(merged).items()) == [
+        (b"A\x1fd\x1f1", b"L"), (b"A\x1fd\x1f00", b"L"), (b"A\x1fd\x1f01", None),
+        (b"A\x1fd\x1f0", SPLIT), (b"A\x1fd\x1f", SPLIT)]
