@@ -109,9 +109,14 @@ def machine_info() -> dict:
 
 def peak_rss_mb(pid: int) -> float | None:
     """VmHWM (peak resident set) of a live process, in MiB."""
+    return proc_status_mb(pid, "VmHWM")
+
+
+def proc_status_mb(pid: int, field: str) -> float | None:
+    """A kB field of /proc/<pid>/status (VmRSS, VmHWM) in MiB; None once the process is gone."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return round(int(line.split()[1]) / 1024, 1)
     except OSError:
         return None

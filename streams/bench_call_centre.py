@@ -28,6 +28,7 @@ from streams.bench import (
     cpu_of,
     machine_info,
     peak_rss_mb,
+    proc_status_mb,
     publish_timed,
     sink_counters,
     verify_final,
@@ -41,13 +42,7 @@ APP_ID = "cdrflow"  # streams/app.py
 
 
 def rss_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        return None
-    return None
+    return proc_status_mb(pid, "VmRSS")
 
 
 def changelog_sizes(client_conf: dict, timeout_s: float = 120) -> dict:

@@ -168,6 +168,21 @@ class Authorize(View):
         return self.web.json(d, status=404 if state is None and not d["allowed"] else 200)
 
 
+def _reservation_call(web, request: Request, seconds: str, *, open_only: bool):
+    """(account, reservation id, the ``seconds`` parameter, now, the held call) of a
+    /call-update or /call-end request, or the 4xx answer to send instead."""
+    account = request.query.get("account", "")
+    rid = request.query.get("reservation", "")
+    value = _seconds(request, seconds)
+    if value is None:
+        return _bad(web, f"give ?account=ID&reservation=RID&{seconds}=SECONDS")
+    now = utc_now_ms()
+    call = RESERVATIONS.get(account, rid, now)
+    if call is None or (open_only and call.get("ended")):
+        return _bad(web, f"no open reservation {rid!r} for {account!r}", 404)
+    return account, rid, value, now, call
+
+
 @app.page("/call-update")
 class CallUpdate(View):
     """Interim update (Diameter CCR-U style): the call has run ``used`` seconds; grant the next
@@ -175,15 +190,10 @@ class CallUpdate(View):
 
     @app.table_route(table=accounts, query_param="account")
     async def get(self, request: Request) -> Response:
-        account = request.query.get("account", "")
-        rid = request.query.get("reservation", "")
-        used = _seconds(request, "used")
-        if used is None:
-            return _bad(self.web, "give ?account=ID&reservation=RID&used=SECONDS")
-        now = utc_now_ms()
-        call = RESERVATIONS.get(account, rid, now)
-        if call is None or call.get("ended"):
-            return _bad(self.web, f"no open reservation {rid!r} for {account!r}", 404)
+        got = _reservation_call(self.web, request, "used", open_only=True)
+        if not isinstance(got, tuple):   # the 4xx answer
+            return got
+        account, rid, used, now, call = got
         state = load_state(account)
         q = _quote(state, call)
         d = decide(state, call["number"], call["type"], q, RESERVATIONS.held_for_update(account, rid, now), now,
@@ -198,15 +208,11 @@ class CallUpdate(View):
 class CallEnd(View):
     @app.table_route(table=accounts, query_param="account")
     async def get(self, request: Request) -> Response:
-        account = request.query.get("account", "")
-        rid = request.query.get("reservation", "")
-        duration = _seconds(request, "duration")
-        if duration is None:
-            return _bad(self.web, "give ?account=ID&reservation=RID&duration=SECONDS")
-        now = utc_now_ms()
-        call = RESERVATIONS.get(account, rid, now)
-        if call is None:
-            return _bad(self.web, f"no open reservation {rid!r} for {account!r}", 404)
+        # An ended reservation may be ended again (a retried request): same answer.
+        got = _reservation_call(self.web, request, "duration", open_only=False)
+        if not isinstance(got, tuple):   # the 4xx answer
+            return got
+        account, rid, duration, now, call = got
         q = _quote(load_state(account), call)
         # Held at the call's full rated cost until the rated CDR has entered the spend.
         r = RESERVATIONS.end(account, rid, q.cost(duration) if q else call["amount"], now)

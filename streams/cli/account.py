@@ -573,42 +573,22 @@ def all_states(conf: dict, timeout_s: float = 30.0, idle_s: float = 2.0) -> list
     """Every account.state record, all partitions, in offset order per partition (the last one
     of an account is its latest: one account lives on one partition). Read to EOF or until idle,
     like :func:`latest_state`; running out of ``timeout_s`` first is an error, not a short list."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
-
     from streams import codecs
+    from streams.topic_scan import ScanTimeout, TopicMissing, values_to_end
 
-    consumer = Consumer({**conf, "group.id": "cdrflow-account-list", "enable.auto.commit": False,
-                         "enable.partition.eof": True})
+    out: list[dict] = []
     try:
-        md = consumer.list_topics(topics.STATE, timeout=10).topics.get(topics.STATE)
-        if md is None or md.error is not None or not md.partitions:
-            raise UserError(f"topic {topics.STATE} does not exist (is the stack up?)")
-        parts = sorted(md.partitions)
-        consumer.assign([TopicPartition(topics.STATE, p, OFFSET_BEGINNING) for p in parts])
-        out: list[dict] = []
-        at_eof: set[int] = set()
-        start = last = time.monotonic()
-        while len(at_eof) < len(parts) and time.monotonic() - last < idle_s:
-            if time.monotonic() - start >= timeout_s:
-                raise UserError(f"{topics.STATE} still not read to its end after {timeout_s:g} s "
-                                f"({len(out)} records so far); raise --timeout")
-            msg = consumer.poll(0.2)
-            if msg is None:
-                continue
-            if msg.error():
-                if msg.error().code() == KafkaError._PARTITION_EOF:
-                    at_eof.add(msg.partition())
-                continue
-            last = time.monotonic()
-            at_eof.discard(msg.partition())
+        for value in values_to_end(conf, topics.STATE, "cdrflow-account-list", idle_s=idle_s, max_s=timeout_s):
             try:
-                _, rec = codecs.decode(msg.value())
+                _, rec = codecs.decode(value)
             except Exception:
                 continue
             out.append(rec)
-        return out
-    finally:
-        consumer.close()
+    except TopicMissing:
+        raise UserError(f"topic {topics.STATE} does not exist (is the stack up?)") from None
+    except ScanTimeout as exc:
+        raise UserError(f"{exc}; raise --timeout") from None
+    return out
 
 
 def cmd_list(args) -> int:

@@ -15,22 +15,13 @@ import signal
 import time
 from pathlib import Path
 
-from streams.cli.publish import FORMATS, add_bootstrap, client_conf, layout_arg, publish_files
+from streams.cli.publish import add_file_options, client_conf, layout_arg, publish_files
 
 
 def register(sub) -> None:
     p = sub.add_parser("collect", help="watch a spool directory and publish each closed switch CDR file once")
     p.add_argument("spool", type=Path, metavar="SPOOL")
-    p.add_argument("--format", required=True, choices=FORMATS)
-    p.add_argument("--mode", choices=["single", "batch"], default="batch",
-                   help="one record per message, or Avro containers of --batch-size records")
-    p.add_argument("--batch-size", type=int, default=500)
-    p.add_argument("--switch-id", default=None,
-                   help="switch identity stamped on every record (selects numbering and time zone); "
-                        "default: the format name")
-    p.add_argument("--layout", default=None, metavar="CDR_CUSTOM_CONF[:MAPPING]",
-                   help="asterisk-csv written by cdr_custom: the Asterisk cdr_custom.conf naming its columns")
-    add_bootstrap(p)
+    add_file_options(p)
     p.add_argument("--settle", type=float, default=2.0,
                    help="seconds a file must stay unchanged before it counts as closed (default 2)")
     p.add_argument("--interval", type=float, default=5.0, help="seconds between scans of the spool (default 5)")

@@ -170,6 +170,14 @@ def publish_files(client_conf: dict, fmt: str, paths: list[Path], mode: str = "b
 
 def register(sub) -> None:
     p = sub.add_parser("publish", help="publish switch CDR files (Asterisk, FreeSWITCH, Kamailio, Avro) to cdr.raw")
+    add_file_options(p)
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    p.set_defaults(func=cmd_publish)
+
+
+def add_file_options(p) -> None:
+    """The options of every command that reads switch CDR files (publish, collect): one
+    vocabulary for both."""
     p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("--mode", choices=["single", "batch"], default="batch",
                    help="one record per message, or Avro containers of --batch-size records")
@@ -181,8 +189,6 @@ def register(sub) -> None:
                    help="asterisk-csv written by cdr_custom: the Asterisk cdr_custom.conf naming its columns "
                         "(MAPPING: the output file's name in it; default the first mapping)")
     add_bootstrap(p)
-    p.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    p.set_defaults(func=cmd_publish)
 
 
 def add_bootstrap(p) -> None:

@@ -14,11 +14,11 @@ message (tansu's high watermark is unreliable, so lag cannot be trusted).
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from hashlib import blake2b
 
 from streams import codecs, topics
+from streams.cli.main import UserError
 from streams.core.reasons import RECYCLABLE, Reason, RejectError
 
 
@@ -34,34 +34,16 @@ class RecycleStats:
 
 
 def read_rejects(client_conf: dict, idle_s: float = 3.0, max_s: float = 300.0):
-    """Yield decoded RejectedCdr dicts from the start of every partition of cdr.rejected."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+    """Yield the raw values of cdr.rejected from the start of every partition (nothing when the
+    topic does not exist yet); a read that runs out of ``max_s`` is an error, not a short list."""
+    from streams.topic_scan import ScanTimeout, TopicMissing, values_to_end
 
-    conf = {**client_conf, "group.id": "cdrflow-recycle", "enable.auto.commit": False,
-            "enable.partition.eof": True, "auto.offset.reset": "earliest"}
-    consumer = Consumer(conf)
     try:
-        md = consumer.list_topics(topics.REJECTED, timeout=10).topics.get(topics.REJECTED)
-        parts = sorted(md.partitions) if md and not md.error else []
-        if not parts:
-            return
-        consumer.assign([TopicPartition(topics.REJECTED, p, OFFSET_BEGINNING) for p in parts])
-        at_eof: set[int] = set()
-        last = time.monotonic()
-        deadline = last + max_s
-        while len(at_eof) < len(parts) and time.monotonic() - last < idle_s and time.monotonic() < deadline:
-            msg = consumer.poll(0.2)
-            if msg is None:
-                continue
-            if msg.error():
-                if msg.error().code() == KafkaError._PARTITION_EOF:
-                    at_eof.add(msg.partition())
-                continue
-            at_eof.discard(msg.partition())
-            last = time.monotonic()
-            yield msg.value()
-    finally:
-        consumer.close()
+        yield from values_to_end(client_conf, topics.REJECTED, "cdrflow-recycle", idle_s=idle_s, max_s=max_s)
+    except TopicMissing:
+        return
+    except ScanTimeout as exc:
+        raise UserError(f"{exc}; what was read so far is recycled, run recycle again for the rest") from None
 
 
 def recycle(client_conf: dict, reasons: set[str] | None = None, dry_run: bool = False, idle_s: float = 3.0,

@@ -77,6 +77,20 @@ def test_authorisation_rules_on_the_owning_worker(tmp_path):
         # The second call ends after 61 s: 60 + 6 = 66 s charged * 0.06/60 = 0.066 held until its CDR.
         end = get("/call-end", account="AUTH1", reservation=calls[1]["reservation"], duration=61).json()
         assert end["held_micros"] == 66_000
+        # Ending it again (a retried request) gives the same answer; updating it is refused, as
+        # are requests without their seconds or for a reservation that does not exist.
+        again = get("/call-end", account="AUTH1", reservation=calls[1]["reservation"], duration=61)
+        assert (again.status_code, again.json()) == (200, end)
+        refused = [get("/call-update", account="AUTH1", reservation=calls[1]["reservation"], used=70),
+                   get("/call-update", account="AUTH1", reservation="nope", used=70),
+                   get("/call-end", account="AUTH1", reservation="nope", duration=5),
+                   get("/call-update", account="AUTH1", reservation=calls[0]["reservation"]),
+                   get("/call-end", account="AUTH1", reservation=calls[0]["reservation"])]
+        assert [(r.status_code, r.json()["error"]) for r in refused] == [
+            (404, f"no open reservation {calls[1]['reservation']!r} for 'AUTH1'"),
+            (404, "no open reservation 'nope' for 'AUTH1'"), (404, "no open reservation 'nope' for 'AUTH1'"),
+            (400, "give ?account=ID&reservation=RID&used=SECONDS"),
+            (400, "give ?account=ID&reservation=RID&duration=SECONDS")]
         # Left: 1.20 - (0.30 + 0.066 + 0.30 + 0.30) = 0.234 -> 60 s + 29 * 6 s = 234 s (0.234).
         d = ask("AUTH1", "+442071234567").json()
         assert (d["allowed"], d["max_duration_s"], d["reserve_micros"]) == (True, 234, 234_000)
