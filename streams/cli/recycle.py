@@ -43,7 +43,7 @@ def read_rejects(client_conf: dict, idle_s: float = 3.0, max_s: float = 300.0):
     except TopicMissing:
         return
     except ScanTimeout as exc:
-        raise UserError(f"{exc}; what was read so far is recycled, run recycle again for the rest") from None
+        raise UserError(f"{exc}; what was read before the limit is done, run recycle again for the rest") from None
 
 
 def recycle(client_conf: dict, reasons: set[str] | None = None, dry_run: bool = False, idle_s: float = 3.0,

@@ -82,7 +82,7 @@ def test_one_big_file_for_one_account_does_not_hold_the_others_back(tmp_path):
         others_sent = time.monotonic()
         pub.cdrs(small, "single")
         pub.flush()
-        rated_at = first_rated(st.client_conf, {(heavy.account, r["call_id"]) for r in big},
+        rated_at = when_all_rated(st.client_conf, {(heavy.account, r["call_id"]) for r in big},
                                {(r["account"], r["call_id"]) for r in small}, timeout_s=240)
         big_own_s = rated_at["big"] - start
         others_wait_s = rated_at["others"] - others_sent
@@ -95,7 +95,7 @@ def test_one_big_file_for_one_account_does_not_hold_the_others_back(tmp_path):
         st.stop()
 
 
-def first_rated(conf: dict, big: set, others: set, timeout_s: float) -> dict:
+def when_all_rated(conf: dict, big: set, others: set, timeout_s: float) -> dict:
     """When the last of each set was seen on cdr.rated (monotonic clock)."""
     c = Consumer({**conf, "group.id": f"test-big-{time.time_ns()}", "enable.auto.commit": False})
     parts = c.list_topics(topics.RATED, timeout=10).topics[topics.RATED].partitions
